@@ -1,0 +1,179 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/pflag"
+)
+
+// Config is everything `usher serve` can be told. Sources apply in order:
+// defaults, then the config file (--config), then USHER_* environment
+// variables, then flags.
+type Config struct {
+	DataDir   string   `toml:"data-dir"`
+	Hostnames []string `toml:"hostname"`
+	HTTPSAddr string   `toml:"https-addr"`
+	MQTTAddr  string   `toml:"mqtt-addr"`
+	TLSCert   string   `toml:"tls-cert"`
+	TLSKey    string   `toml:"tls-key"`
+	LogLevel  string   `toml:"log-level"`
+	LogFormat string   `toml:"log-format"`
+}
+
+// DefaultConfig is the embedded default: everything in ./usher-data, HTTPS
+// on 443 and MQTT on 8883 (the ports the Azure SDKs dial), named localhost.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:   "usher-data",
+		Hostnames: []string{"localhost"},
+		HTTPSAddr: ":443",
+		MQTTAddr:  ":8883",
+		LogLevel:  "info",
+		LogFormat: "text",
+	}
+}
+
+// setting describes one configuration key in all its spellings.
+type setting struct {
+	key   string // flag name and config-file key
+	usage string
+	list  bool
+	field func(*Config) any // *string or *[]string
+}
+
+var settings = []setting{
+	{"data-dir", "directory for the database, TLS material and secrets (created 0700)", false, func(c *Config) any { return &c.DataDir }},
+	{"hostname", "host name devices and clients use; repeatable, the first is announced and used as the hub's name", true, func(c *Config) any { return &c.Hostnames }},
+	{"https-addr", "address for HTTPS (DPS device and service APIs, hub API, console)", false, func(c *Config) any { return &c.HTTPSAddr }},
+	{"mqtt-addr", "address for MQTT over TLS (device registration and hub devices)", false, func(c *Config) any { return &c.MQTTAddr }},
+	{"tls-cert", "PEM certificate chain to serve instead of the generated one (needs --tls-key)", false, func(c *Config) any { return &c.TLSCert }},
+	{"tls-key", "PEM private key for --tls-cert", false, func(c *Config) any { return &c.TLSKey }},
+	{"log-level", "debug, info, warn or error", false, func(c *Config) any { return &c.LogLevel }},
+	{"log-format", "text or json", false, func(c *Config) any { return &c.LogFormat }},
+}
+
+func envName(key string) string {
+	return "USHER_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// addConfigFlags registers every setting as a flag on fs, with its
+// environment variable named in the help text.
+func addConfigFlags(fs *pflag.FlagSet) {
+	d := DefaultConfig()
+	for _, s := range settings {
+		usage := fmt.Sprintf("%s (env %s)", s.usage, envName(s.key))
+		switch p := s.field(&d).(type) {
+		case *string:
+			fs.String(s.key, *p, usage)
+		case *[]string:
+			fs.StringArray(s.key, *p, usage)
+		}
+	}
+	fs.String("config", "", "TOML config file; keys are the flag names, unknown keys are errors (env USHER_CONFIG)")
+}
+
+// loadConfig builds the configuration from defaults, file, environment and
+// the flags the user set.
+func loadConfig(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	path, _ := fs.GetString("config")
+	if !fs.Changed("config") {
+		path = getenv("USHER_CONFIG")
+	}
+	if path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	for _, s := range settings {
+		if v := getenv(envName(s.key)); v != "" {
+			set(s.field(&cfg), strings.Split(v, ","), v)
+		}
+		if fs.Changed(s.key) {
+			if s.list {
+				v, _ := fs.GetStringArray(s.key)
+				set(s.field(&cfg), v, "")
+			} else {
+				v, _ := fs.GetString(s.key)
+				set(s.field(&cfg), nil, v)
+			}
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func set(field any, list []string, one string) {
+	switch p := field.(type) {
+	case *string:
+		*p = one
+	case *[]string:
+		*p = list
+	}
+}
+
+func readConfigFile(path string, cfg *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	md, err := toml.Decode(string(data), cfg)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		keys := make([]string, len(un))
+		for i, k := range un {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return fmt.Errorf("config file %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir must not be empty"))
+	}
+	if len(c.Hostnames) == 0 {
+		errs = append(errs, errors.New("at least one hostname is required"))
+	}
+	for _, h := range c.Hostnames {
+		if h == "" || strings.ContainsAny(h, " /:@") && net.ParseIP(h) == nil {
+			errs = append(errs, fmt.Errorf("hostname %q is not a host name or IP address", h))
+		}
+	}
+	for _, a := range []struct{ name, v string }{{"https-addr", c.HTTPSAddr}, {"mqtt-addr", c.MQTTAddr}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q is not host:port", a.name, a.v))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key must be given together"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log-format %q is not text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}

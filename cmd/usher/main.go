@@ -1,0 +1,60 @@
+// Command usher is a self-hosted, Azure-compatible IoT Device Provisioning
+// Service with a built-in IoT Hub. One binary: `usher serve` runs the
+// server; the other subcommands manage it the way `az iot dps` manages Azure
+// DPS.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		os.Exit(1)
+	}
+}
+
+// env is what a command may read of its surroundings; tests pass their own.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// run executes one usher command line. Errors are printed to stderr here.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "usher",
+		Short:         "Usher: a self-hosted, Azure-compatible IoT device provisioning service with a built-in IoT Hub",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(
+		serveCommand(e),
+		infoCommand(e),
+		policyCommand(e),
+		enrollmentCommand(e),
+		groupCommand(e),
+	)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "usher:", err)
+		return err
+	}
+	return nil
+}

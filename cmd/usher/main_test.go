@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testServer is an `usher serve` running in-process on 127.0.0.1:0 with its
+// own data directory, over real TLS.
+type testServer struct {
+	DataDir string
+	Info    Info
+	Banner  string
+}
+
+// startServer runs `usher serve` with extra args and waits for its banner.
+// The server stops when the test ends.
+func startServer(t testing.TB, extra ...string) *testServer {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var stderr lockedBuffer
+	args := append([]string{"serve", "--data-dir", dir, "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, extra...)
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, args, noEnv, strings.NewReader(""), pw, &stderr)
+		pw.CloseWithError(io.EOF)
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("usher serve ended with %v; stderr:\n%s", err, stderr.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("usher serve did not stop within 15s of its context ending")
+		}
+	})
+	banner, err := readBanner(pr)
+	if err != nil {
+		t.Fatalf("usher serve did not start: %v; stderr:\n%s", err, stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	info, err := readInfo(context.Background(), dir)
+	if err != nil {
+		t.Fatalf("usher info: %v", err)
+	}
+	return &testServer{DataDir: dir, Info: info, Banner: banner}
+}
+
+// readBanner reads stdout up to the connection string line, which the
+// server prints once it is listening.
+func readBanner(r io.Reader) (string, error) {
+	var b strings.Builder
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "SharedAccessKeyName=") {
+			return b.String(), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return b.String(), err
+	}
+	return b.String(), io.ErrUnexpectedEOF
+}
+
+func noEnv(string) string { return "" }
+
+// usher runs one CLI command against the test server's data directory and
+// returns stdout, stderr and the error.
+func (s *testServer) usher(t testing.TB, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	getenv := func(k string) string {
+		if k == "USHER_DATA_DIR" {
+			return s.DataDir
+		}
+		return ""
+	}
+	err := run(context.Background(), args, getenv, strings.NewReader(""), &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// mustUsher is usher that fails the test on error.
+func (s *testServer) mustUsher(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errOut, err := s.usher(t, args...)
+	if err != nil {
+		t.Fatalf("usher %s: %v\nstderr: %s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}

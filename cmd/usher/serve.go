@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/httpapi"
+	"github.com/usher-iot/usher/internal/instance"
+	"github.com/usher-iot/usher/internal/pki"
+	"github.com/usher-iot/usher/internal/sas"
+	"github.com/usher-iot/usher/internal/store/sqlite"
+)
+
+func serveCommand(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run Usher on its embedded defaults (SQLite, generated TLS, ports 443 and 8883)",
+		Long: `Run the Usher server. With no flags it keeps everything in ./usher-data,
+generates an ID scope, a CA, a server certificate and the owner policies on
+first start, and serves HTTPS on :443 and MQTT on :8883 as host "localhost".
+
+Settings come from defaults, then --config FILE (TOML; keys are the flag
+names), then USHER_* environment variables, then flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd.Flags(), e.getenv)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, e)
+		},
+	}
+	addConfigFlags(cmd.Flags())
+	return cmd
+}
+
+// dbFile is the SQLite database inside the data directory.
+const dbFile = "usher.db"
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by Config.Validate
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openDataDir creates the data directory (0700) and opens its database,
+// keeping the file private (it holds keys).
+func openDataDir(ctx context.Context, dir string) (*sqlite.DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, dbFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	f.Close()
+	return sqlite.Open(ctx, path)
+}
+
+func serve(ctx context.Context, cfg Config, e *env) error {
+	log := newLogger(cfg, e.stderr)
+	db, err := openDataDir(ctx, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	idScope, err := instance.Bootstrap(ctx, db, db)
+	if err != nil {
+		return fmt.Errorf("first-start setup: %w", err)
+	}
+	tlsConf, caFile, err := serverTLS(cfg, time.Now())
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPSAddr)
+	if err != nil {
+		return fmt.Errorf("https: %w", err)
+	}
+	endpoints := instance.Endpoints{HostNames: cfg.Hostnames, HTTPSAddr: ln.Addr().String(), MQTTAddr: cfg.MQTTAddr, CAFile: caFile}
+	if err := instance.SaveEndpoints(ctx, db, endpoints); err != nil {
+		ln.Close()
+		return err
+	}
+	var ready atomic.Bool
+	api := httpapi.New(httpapi.Options{
+		Logger:      log,
+		Enrollments: dps.NewService(db, dps.Options{}),
+		DPSAuth: &access.Authenticator{
+			Store: db, Scope: access.DPS, Now: time.Now, Skew: 5 * time.Minute,
+			Audiences: func() []string { return cfg.Hostnames },
+		},
+		Ready: ready.Load,
+	})
+	srv := &http.Server{
+		Handler:           api,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(tls.NewListener(ln, tlsConf)) }()
+	ready.Store(true)
+	if err := printBanner(ctx, e.stdout, db, idScope, endpoints); err != nil {
+		srv.Close()
+		return err
+	}
+	log.Info("usher is serving", "https", endpoints.HTTPSAddr, "idScope", idScope)
+	select {
+	case err := <-served:
+		return fmt.Errorf("https: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// serverTLS returns the TLS configuration and the CA file clients should
+// trust: the operator's certificate when given, else the generated one.
+func serverTLS(cfg Config, now time.Time) (*tls.Config, string, error) {
+	certFile, keyFile, caFile := cfg.TLSCert, cfg.TLSKey, ""
+	if certFile == "" {
+		m, err := pki.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.Hostnames, now)
+		if err != nil {
+			return nil, "", fmt.Errorf("TLS material: %w", err)
+		}
+		certFile, keyFile, caFile = m.CertFile, m.KeyFile, m.CAFile
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("TLS certificate: %w", err)
+	}
+	if abs, err := filepath.Abs(caFile); err == nil && caFile != "" {
+		caFile = abs
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"h2", "http/1.1"},
+	}, caFile, nil
+}
+
+func printBanner(ctx context.Context, w io.Writer, db *sqlite.DB, idScope string, ep instance.Endpoints) error {
+	owner, err := db.Policy(ctx, access.DPS, access.DPSOwner)
+	if err != nil {
+		return err
+	}
+	cs := sas.ConnectionString{HostName: ep.HostName(), SharedAccessKeyName: owner.Name, SharedAccessKey: owner.PrimaryKey}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usher is running.\n")
+	fmt.Fprintf(&b, "  ID scope:          %s\n", idScope)
+	fmt.Fprintf(&b, "  HTTPS:             https://%s%s (listening on %s)\n", ep.HostName(), portSuffix(ep.HTTPSAddr, "443"), ep.HTTPSAddr)
+	fmt.Fprintf(&b, "  MQTT:              mqtts://%s%s (from the provisioning issue on)\n", ep.HostName(), portSuffix(ep.MQTTAddr, "8883"))
+	if ep.CAFile != "" {
+		fmt.Fprintf(&b, "  CA file:           %s\n", ep.CAFile)
+	}
+	fmt.Fprintf(&b, "  Service connection string:\n    %s\n", cs)
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+// portSuffix renders ":port" unless it is the protocol's default.
+func portSuffix(addr, def string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == def {
+		return ""
+	}
+	return ":" + port
+}

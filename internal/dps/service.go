@@ -1,0 +1,235 @@
+package dps
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/usher-iot/usher/internal/fault"
+)
+
+// Service holds the enrollment use cases. Transports decode requests, call
+// it, and encode what it returns.
+type Service struct {
+	store       Store
+	now         func() time.Time
+	enrollments kind[Enrollment]
+	groups      kind[Group]
+}
+
+// Options configure a Service. Zero values choose sensible defaults.
+type Options struct {
+	Now func() time.Time // clock; time.Now when nil
+}
+
+// NewService returns the enrollment use cases over store.
+func NewService(store Store, opts Options) *Service {
+	s := &Service{store: store, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.enrollments = kind[Enrollment]{
+		noun:     "enrollment",
+		id:       func(e *Enrollment) string { return e.RegistrationID },
+		settings: func(e *Enrollment) *Settings { return &e.Settings },
+		validate: (*Enrollment).Validate,
+		get:      store.Enrollment,
+		create:   store.CreateEnrollment,
+		update:   store.UpdateEnrollment,
+		del:      store.DeleteEnrollment,
+		list:     store.Enrollments,
+		doc:      enrollmentDoc,
+		fields:   enrollmentFields,
+		from:     "enrollments",
+	}
+	s.groups = kind[Group]{
+		noun:     "enrollment group",
+		id:       func(g *Group) string { return g.ID },
+		settings: func(g *Group) *Settings { return &g.Settings },
+		validate: (*Group).Validate,
+		get:      store.Group,
+		create:   store.CreateGroup,
+		update:   store.UpdateGroup,
+		del:      store.DeleteGroup,
+		list:     store.Groups,
+		doc:      groupDoc,
+		fields:   groupFields,
+		from:     "enrollmentGroups",
+	}
+	return s
+}
+
+// Enrollment returns an individual enrollment with its keys. Callers that
+// show it to a reader without the attestation right mask the keys.
+func (s *Service) Enrollment(ctx context.Context, id string) (Enrollment, error) {
+	return s.enrollments.fetch(ctx, id)
+}
+
+// PutEnrollment creates or replaces an individual enrollment (Azure's PUT).
+// ifMatch is the request's If-Match ("" for none). Keys the request omits are
+// kept on update and generated on create.
+func (s *Service) PutEnrollment(ctx context.Context, e Enrollment, ifMatch string) (Enrollment, error) {
+	return s.enrollments.put(ctx, s.now, e, ifMatch, false)
+}
+
+// CreateEnrollment creates an enrollment and fails with fault.Conflict when
+// one exists (bulk "create").
+func (s *Service) CreateEnrollment(ctx context.Context, e Enrollment) (Enrollment, error) {
+	return s.enrollments.put(ctx, s.now, e, "", true)
+}
+
+// DeleteEnrollment deletes an enrollment. It never touches hub devices.
+func (s *Service) DeleteEnrollment(ctx context.Context, id, ifMatch string) error {
+	return s.enrollments.remove(ctx, id, ifMatch)
+}
+
+// QueryEnrollments returns one page of the enrollments q selects.
+func (s *Service) QueryEnrollments(ctx context.Context, q string, page Page) ([]Enrollment, string, error) {
+	return s.enrollments.query(ctx, q, page)
+}
+
+// Group returns an enrollment group with its keys.
+func (s *Service) Group(ctx context.Context, id string) (Group, error) {
+	return s.groups.fetch(ctx, id)
+}
+
+// PutGroup creates or replaces an enrollment group (Azure's PUT).
+func (s *Service) PutGroup(ctx context.Context, g Group, ifMatch string) (Group, error) {
+	return s.groups.put(ctx, s.now, g, ifMatch, false)
+}
+
+// CreateGroup creates a group and fails with fault.Conflict when one exists.
+func (s *Service) CreateGroup(ctx context.Context, g Group) (Group, error) {
+	return s.groups.put(ctx, s.now, g, "", true)
+}
+
+// DeleteGroup deletes a group. Its devices' registrations and hub identities
+// stay.
+func (s *Service) DeleteGroup(ctx context.Context, id, ifMatch string) error {
+	return s.groups.remove(ctx, id, ifMatch)
+}
+
+// QueryGroups returns one page of the groups q selects.
+func (s *Service) QueryGroups(ctx context.Context, q string, page Page) ([]Group, string, error) {
+	return s.groups.query(ctx, q, page)
+}
+
+// kind is the machinery individual enrollments and groups share; the
+// function fields adapt it to one record type.
+type kind[T any] struct {
+	noun     string
+	id       func(*T) string
+	settings func(*T) *Settings
+	validate func(*T) error
+	get      func(context.Context, string) (T, error)
+	create   func(context.Context, T) error
+	update   func(context.Context, T, string) error
+	del      func(context.Context, string, string) error
+	list     func(context.Context, string, int) ([]T, error)
+	doc      func(*T) map[string]any
+	fields   map[string]bool
+	from     string
+}
+
+func (k kind[T]) fetch(ctx context.Context, id string) (T, error) {
+	rec, err := k.get(ctx, id)
+	if fault.Is(err, fault.NotFound) {
+		return rec, fault.New(fault.NotFound, "%s %q does not exist", k.noun, id)
+	}
+	return rec, err
+}
+
+// maxPutAttempts bounds retries when a concurrent writer changes a record
+// between our read and our conditional write (only when the caller gave no
+// If-Match of its own).
+const maxPutAttempts = 5
+
+func (k kind[T]) put(ctx context.Context, now func() time.Time, rec T, ifMatch string, createOnly bool) (T, error) {
+	var zero T
+	if err := k.validate(&rec); err != nil {
+		return zero, err
+	}
+	want := normalizeETag(ifMatch)
+	for attempt := 0; ; attempt++ {
+		out, err := k.tryPut(ctx, now(), rec, want, createOnly)
+		retry := want == "" && !createOnly && (fault.Is(err, fault.Conflict) || fault.Is(err, fault.PreconditionFailed))
+		if !retry || attempt+1 == maxPutAttempts {
+			return out, err
+		}
+	}
+}
+
+func (k kind[T]) tryPut(ctx context.Context, now time.Time, rec T, want string, createOnly bool) (T, error) {
+	var zero T
+	id := k.id(&rec)
+	set := k.settings(&rec)
+	stored, err := k.get(ctx, id)
+	switch {
+	case fault.Is(err, fault.NotFound):
+		if want != "" && want != "*" {
+			return zero, fault.New(fault.PreconditionFailed, "%s %q does not exist, so If-Match %q cannot match", k.noun, id, want)
+		}
+		if err := fillKeys(&set.Attestation, nil); err != nil {
+			return zero, err
+		}
+		set.Created, set.Updated, set.ETag = now, now, newETag()
+		if err := k.create(ctx, rec); err != nil {
+			if fault.Is(err, fault.Conflict) {
+				return zero, fault.New(fault.Conflict, "%s %q already exists", k.noun, id)
+			}
+			return zero, err
+		}
+		return rec, nil
+	case err != nil:
+		return zero, err
+	}
+	if createOnly {
+		return zero, fault.New(fault.Conflict, "%s %q already exists", k.noun, id)
+	}
+	old := k.settings(&stored)
+	if want != "" && want != "*" && want != old.ETag {
+		return zero, fault.New(fault.PreconditionFailed, "If-Match %q does not match the current etag of %s %q", want, k.noun, id)
+	}
+	if err := fillKeys(&set.Attestation, &old.Attestation); err != nil {
+		return zero, err
+	}
+	set.Created, set.Updated, set.ETag = old.Created, now, newETag()
+	if err := k.update(ctx, rec, old.ETag); err != nil {
+		return zero, err
+	}
+	return rec, nil
+}
+
+func (k kind[T]) remove(ctx context.Context, id, ifMatch string) error {
+	want := normalizeETag(ifMatch)
+	if want == "*" {
+		want = ""
+	}
+	err := k.del(ctx, id, want)
+	switch {
+	case fault.Is(err, fault.NotFound):
+		return fault.New(fault.NotFound, "%s %q does not exist", k.noun, id)
+	case fault.Is(err, fault.PreconditionFailed):
+		return fault.New(fault.PreconditionFailed, "If-Match %q does not match the current etag of %s %q", want, k.noun, id)
+	}
+	return err
+}
+
+// normalizeETag turns an If-Match value as clients send it (quoted, unquoted,
+// weak, "*") into the bare etag, "*", or "" for none.
+func normalizeETag(v string) string {
+	v = strings.TrimSpace(v)
+	v = strings.TrimPrefix(v, "W/")
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	return v
+}
+
+func newETag() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,246 @@
+// Package httpapi serves Usher's HTTPS surfaces on one listener: the DPS
+// service API (enrollments, groups, registration records), and, as later
+// issues add them, the DPS device API and the hub's service API. Paths are
+// matched case-insensitively, as Azure does; handlers return errors and one
+// function renders them through package wire.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/wire"
+)
+
+// MaxBodyBytes is the largest request body the DPS APIs accept (96 KiB).
+const MaxBodyBytes = 96 << 10
+
+// Options configure the API.
+type Options struct {
+	Logger      *slog.Logger
+	Enrollments *dps.Service
+	DPSAuth     *access.Authenticator
+	Now         func() time.Time // time.Now when nil
+	Ready       func() bool      // reports readiness for /healthz; always ready when nil
+}
+
+// API is the HTTPS handler.
+type API struct {
+	log    *slog.Logger
+	dps    *dps.Service
+	auth   *access.Authenticator
+	now    func() time.Time
+	ready  func() bool
+	routes []route
+}
+
+// New returns the HTTPS handler.
+func New(opts Options) *API {
+	a := &API{log: opts.Logger, dps: opts.Enrollments, auth: opts.DPSAuth, now: opts.Now, ready: opts.Ready}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.routes = a.dpsServiceRoutes()
+	return a
+}
+
+// route is one endpoint: a method, a path pattern whose segments are
+// lower-case literals or "*" for an ID, and the rights it needs.
+type route struct {
+	method  string
+	pattern []string
+	rights  access.Rights
+	public  bool
+	serve   func(*call) error
+}
+
+// call is one request being served.
+type call struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	params []string // the segments that matched "*", in order
+	policy access.Policy
+	api    *API
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	trackingID := newTrackingID()
+	w.Header().Set("x-ms-request-id", trackingID)
+	c := &call{w: w, r: r, api: a}
+	if err := a.serve(c); err != nil {
+		a.fail(c, trackingID, err)
+	}
+}
+
+func (a *API) serve(c *call) error {
+	segs, err := segments(c.r.URL)
+	if err != nil {
+		return err
+	}
+	if len(segs) == 1 && strings.EqualFold(segs[0], "healthz") {
+		return a.health(c)
+	}
+	rt, params, err := a.match(c.r.Method, segs)
+	if err != nil {
+		return err
+	}
+	c.params = params
+	if !rt.public {
+		if c.r.URL.Query().Get("api-version") == "" {
+			return fault.New(fault.Invalid, "the api-version query parameter is required")
+		}
+		if c.policy, err = a.auth.Authenticate(c.r.Context(), c.r.Header.Get("Authorization")); err != nil {
+			return err
+		}
+		if err := c.policy.Require(rt.rights); err != nil {
+			return err
+		}
+	}
+	return rt.serve(c)
+}
+
+func (a *API) match(method string, segs []string) (route, []string, error) {
+	pathKnown := false
+	for _, rt := range a.routes {
+		params, ok := matchPattern(rt.pattern, segs)
+		if !ok {
+			continue
+		}
+		if rt.method == method {
+			return rt, params, nil
+		}
+		pathKnown = true
+	}
+	if pathKnown {
+		return route{}, nil, fault.New(fault.MethodNotAllowed, "%s is not allowed on this path", method)
+	}
+	return route{}, nil, fault.New(fault.NotFound, "no such endpoint: %s", "/"+strings.Join(segs, "/"))
+}
+
+func matchPattern(pattern, segs []string) ([]string, bool) {
+	if len(pattern) != len(segs) {
+		return nil, false
+	}
+	var params []string
+	for i, p := range pattern {
+		switch {
+		case p == "*":
+			if segs[i] == "" {
+				return nil, false
+			}
+			params = append(params, segs[i])
+		case !strings.EqualFold(p, segs[i]):
+			return nil, false
+		}
+	}
+	return params, true
+}
+
+// segments splits the escaped path and percent-decodes each segment, so an
+// ID may carry an encoded '/' and clients may encode with either hex case.
+// A trailing slash is ignored (the Node SDK posts bulk operations to
+// "/enrollments/").
+func segments(u *url.URL) ([]string, error) {
+	raw := strings.Trim(u.EscapedPath(), "/")
+	if raw == "" {
+		return nil, nil
+	}
+	parts := strings.Split(raw, "/")
+	for i, p := range parts {
+		s, err := url.PathUnescape(p)
+		if err != nil {
+			return nil, fault.New(fault.Invalid, "the path segment %q is not valid percent-encoding", p)
+		}
+		parts[i] = s
+	}
+	return parts, nil
+}
+
+func (a *API) health(c *call) error {
+	if a.ready != nil && !a.ready() {
+		return fault.New(fault.Unavailable, "starting")
+	}
+	c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := io.WriteString(c.w, "ok\n")
+	return err
+}
+
+// fail renders err as Azure's DPS error body with x-ms-error-code. Internal
+// causes are logged with the tracking ID and never sent.
+func (a *API) fail(c *call, trackingID string, err error) {
+	status, body := wire.DPSError(err, trackingID, a.now())
+	if status >= 500 {
+		a.log.Error("request failed", "trackingId", trackingID, "method", c.r.Method, "path", c.r.URL.Path, "err", err)
+	} else {
+		a.log.Debug("request refused", "trackingId", trackingID, "method", c.r.Method, "path", c.r.URL.Path, "status", status, "err", err)
+	}
+	h := c.w.Header()
+	h.Set("x-ms-error-code", strconv.Itoa(body.ErrorCode))
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "2")
+	}
+	writeJSON(c.w, status, body)
+}
+
+// body reads the request body (at most MaxBodyBytes) after checking that
+// any Content-Type it declares is JSON.
+func (c *call) body() ([]byte, error) {
+	if ct := c.r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+			return nil, fault.New(fault.UnsupportedMediaType, "Content-Type %q is not supported; send application/json", ct)
+		}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fault.New(fault.TooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
+		}
+		return nil, fault.Wrap(fault.Malformed, err, "the request body could not be read")
+	}
+	return b, nil
+}
+
+// decode reads and decodes the JSON body into v.
+func (c *call) decode(v any) error {
+	b, err := c.body()
+	if err != nil {
+		return err
+	}
+	return wire.Decode(b, v)
+}
+
+func (c *call) ctx() context.Context { return c.r.Context() }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+func newTrackingID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

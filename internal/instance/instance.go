@@ -1,0 +1,119 @@
+// Package instance is the identity of one Usher installation: its ID scope,
+// its default shared access policies, and the endpoints its server last
+// announced. The first start creates them; every later start, and every node
+// sharing the store, reuses them (first writer wins).
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+
+	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/fault"
+)
+
+// Store keeps small settings. InitSetting stores a value unless one exists
+// and returns the stored value (atomically). Setting returns fault.NotFound
+// when unset.
+type Store interface {
+	Setting(ctx context.Context, key string) (string, error)
+	InitSetting(ctx context.Context, key, value string) (string, error)
+	PutSetting(ctx context.Context, key, value string) error
+}
+
+const (
+	keyIDScope   = "id_scope"
+	keyEndpoints = "endpoints"
+)
+
+// NewIDScope returns "0ne" followed by 8 upper-case hex digits, the shape of
+// Azure's generated ID scopes (dps-protocol.md §1).
+func NewIDScope() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail
+	return "0ne" + strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+// Bootstrap returns the installation's ID scope, creating it and the default
+// policies (provisioningserviceowner with every DPS right, iothubowner with
+// every hub right) on first start.
+func Bootstrap(ctx context.Context, st Store, policies access.Store) (string, error) {
+	scope, err := st.InitSetting(ctx, keyIDScope, NewIDScope())
+	if err != nil {
+		return "", err
+	}
+	for _, d := range []struct {
+		scope access.Scope
+		name  string
+	}{{access.DPS, access.DPSOwner}, {access.Hub, access.HubOwner}} {
+		if err := ensurePolicy(ctx, policies, d.scope, d.name); err != nil {
+			return "", err
+		}
+	}
+	return scope, nil
+}
+
+func ensurePolicy(ctx context.Context, st access.Store, scope access.Scope, name string) error {
+	if _, err := st.Policy(ctx, scope, name); !fault.Is(err, fault.NotFound) {
+		return err
+	}
+	p, err := access.NewPolicy(scope, name, access.AllRights(scope))
+	if err != nil {
+		return err
+	}
+	if err := st.CreatePolicy(ctx, p); err != nil && !fault.Is(err, fault.Conflict) {
+		return err
+	}
+	return nil
+}
+
+// IDScope returns the stored ID scope.
+func IDScope(ctx context.Context, st Store) (string, error) {
+	v, err := st.Setting(ctx, keyIDScope)
+	if fault.Is(err, fault.NotFound) {
+		return "", fault.New(fault.NotFound, "this data directory has not been initialised; run `usher serve` once")
+	}
+	return v, err
+}
+
+// Endpoints are what the server announced on its last start, so `usher info`
+// and the CLI can find it without flags.
+type Endpoints struct {
+	HostNames []string `json:"hostNames"`
+	HTTPSAddr string   `json:"httpsAddr"`
+	MQTTAddr  string   `json:"mqttAddr"`
+	CAFile    string   `json:"caFile"`
+}
+
+// HostName is the name devices and clients use: the first host name.
+func (e Endpoints) HostName() string {
+	if len(e.HostNames) == 0 {
+		return "localhost"
+	}
+	return e.HostNames[0]
+}
+
+// SaveEndpoints records e.
+func SaveEndpoints(ctx context.Context, st Store, e Endpoints) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fault.Wrap(fault.Internal, err, "encode endpoints")
+	}
+	return st.PutSetting(ctx, keyEndpoints, string(b))
+}
+
+// LoadEndpoints returns what SaveEndpoints recorded.
+func LoadEndpoints(ctx context.Context, st Store) (Endpoints, error) {
+	var e Endpoints
+	v, err := st.Setting(ctx, keyEndpoints)
+	if err != nil {
+		return e, err
+	}
+	if err := json.Unmarshal([]byte(v), &e); err != nil {
+		return e, fault.Wrap(fault.Internal, err, "decode endpoints")
+	}
+	return e, nil
+}

@@ -1,0 +1,133 @@
+// Package sqlite is Usher's embedded store: one SQLite file (pure-Go driver,
+// no cgo) in WAL mode, schema migrations embedded in the binary. Writes go
+// through a single connection so conditional updates are serialised; reads
+// use a pool.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/usher-iot/usher/internal/fault"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is the SQLite store. It implements dps.Store, access.Store and
+// instance.Store.
+type DB struct {
+	write *sql.DB // one connection: every write is serialised
+	read  *sql.DB
+}
+
+// Open opens (creating if needed) the database file at path and applies
+// pending migrations.
+func Open(ctx context.Context, path string) (*DB, error) {
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + url.Values{
+		"_pragma": {"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)", "foreign_keys(1)"},
+		"_txlock": {"immediate"},
+	}.Encode()
+	write, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fault.Wrap(fault.Internal, err, "open database")
+	}
+	write.SetMaxOpenConns(1)
+	read, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		write.Close()
+		return nil, fault.Wrap(fault.Internal, err, "open database")
+	}
+	read.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
+	db := &DB{write: write, read: read}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close releases the database.
+func (db *DB) Close() error {
+	return errorsJoin(db.read.Close(), db.write.Close())
+}
+
+func errorsJoin(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
+		return fault.Wrap(fault.Internal, err, "create migrations table")
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fault.Wrap(fault.Internal, err, "list migrations")
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		if err := db.apply(ctx, name, version); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) apply(ctx context.Context, name, version string) error {
+	body, err := migrations.ReadFile(name)
+	if err != nil {
+		return fault.Wrap(fault.Internal, err, "read migration %s", version)
+	}
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("migration %s: %w", version, err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, version)
+		return err
+	})
+}
+
+// tx runs fn in a write transaction. A fault returned by fn passes through;
+// other errors become fault.Internal.
+func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fault.Wrap(fault.Internal, err, "begin transaction")
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return internal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fault.Wrap(fault.Internal, err, "commit")
+	}
+	return nil
+}
+
+func internal(err error) error {
+	var fe *fault.Error
+	if err == nil || asFault(err, &fe) {
+		return err
+	}
+	return fault.Wrap(fault.Internal, err, "database error")
+}
