@@ -37,7 +37,7 @@ func decodeFault(err error) error {
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
-			return fault.New(fault.Malformed, "the request body must be a JSON %s, not %s", want(typ), typ.Value)
+			return fault.New(fault.Malformed, "the request body must be a JSON object, not %s", typ.Value)
 		}
 		return fault.New(fault.Invalid, "field %s must be %s, not %s", field, want(typ), typ.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):

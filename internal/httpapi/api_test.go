@@ -1,0 +1,179 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/httpapi"
+	"github.com/usher-iot/usher/internal/instance"
+	"github.com/usher-iot/usher/internal/sas"
+	"github.com/usher-iot/usher/internal/store/sqlite"
+	"github.com/usher-iot/usher/internal/wire"
+)
+
+// testAPI is the HTTPS API on a real TLS socket over a real SQLite store.
+type testAPI struct {
+	srv    *httptest.Server
+	db     *sqlite.DB
+	owner  access.Policy
+	reader access.Policy
+}
+
+const audience = "usher.test"
+
+func newTestAPI(t *testing.T) *testAPI {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "usher.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := instance.Bootstrap(ctx, db, db); err != nil {
+		t.Fatal(err)
+	}
+	owner, err := db.Policy(ctx, access.DPS, access.DPSOwner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := access.NewPolicy(access.DPS, "reader", access.EnrollmentRead|access.RegistrationStatusRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreatePolicy(ctx, reader); err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.New(httpapi.Options{
+		Enrollments: dps.NewService(db, dps.Options{}),
+		DPSAuth: &access.Authenticator{Store: db, Scope: access.DPS, Now: time.Now, Skew: time.Minute,
+			Audiences: func() []string { return []string{audience} }},
+	})
+	srv := httptest.NewUnstartedServer(api)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return &testAPI{srv: srv, db: db, owner: owner, reader: reader}
+}
+
+func (a *testAPI) token(t *testing.T, p access.Policy, expiry time.Time) string {
+	t.Helper()
+	tok, err := sas.SignKey(audience, p.Name, p.PrimaryKey, expiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// response is an answer with its body read.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) errorBody(t *testing.T) wire.ErrorDetails {
+	t.Helper()
+	var e wire.ErrorDetails
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatalf("error body is not Azure's error JSON: %v\n%s", err, r.body)
+	}
+	return e
+}
+
+// do sends a request signed by the owner policy unless headers set
+// Authorization themselves ("" removes it).
+func (a *testAPI) do(t *testing.T, method, path string, body any, headers map[string]string) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	if !strings.Contains(path, "api-version") {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + "api-version=2021-10-01"
+	}
+	req, err := http.NewRequest(method, a.srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", a.token(t, a.owner, time.Now().Add(time.Hour)))
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	}
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := a.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func symEnrollment(id string) map[string]any {
+	return map[string]any{
+		"registrationId": id,
+		"attestation":    map[string]any{"type": "symmetricKey"},
+		"initialTwin":    map[string]any{"tags": map[string]any{"environment": "test"}, "properties": map[string]any{"desired": map[string]any{"n": 1}}},
+	}
+}
+
+func decodeInto[T any](t *testing.T, r response) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %T: %v\n%s", v, err, r.body)
+	}
+	return v
+}
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func signWith(t *testing.T, policy, key string) string {
+	t.Helper()
+	tok, err := sas.SignKey(audience, policy, key, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func must(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
