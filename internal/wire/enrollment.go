@@ -59,13 +59,13 @@ type Capabilities struct {
 
 // InitialTwin is Azure's InitialTwin.
 type InitialTwin struct {
-	Tags       map[string]any         `json:"tags,omitempty"`
+	Tags       map[string]any         `json:"tags"`
 	Properties *InitialTwinProperties `json:"properties,omitempty"`
 }
 
 // InitialTwinProperties is Azure's InitialTwinProperties.
 type InitialTwinProperties struct {
-	Desired map[string]any `json:"desired,omitempty"`
+	Desired map[string]any `json:"desired"`
 }
 
 // ReprovisionPolicy is Azure's ReprovisionPolicy.
