@@ -32,7 +32,7 @@ type testAPI struct {
 
 const audience = "usher.test"
 
-func newTestAPI(t *testing.T) *testAPI {
+func newTestAPI(t testing.TB) *testAPI {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "usher.db"))
@@ -65,7 +65,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	return &testAPI{srv: srv, db: db, owner: owner, reader: reader}
 }
 
-func (a *testAPI) token(t *testing.T, p access.Policy, expiry time.Time) string {
+func (a *testAPI) token(t testing.TB, p access.Policy, expiry time.Time) string {
 	t.Helper()
 	tok, err := sas.SignKey(audience, p.Name, p.PrimaryKey, expiry)
 	if err != nil {
@@ -92,7 +92,7 @@ func (r response) errorBody(t *testing.T) wire.ErrorDetails {
 
 // do sends a request signed by the owner policy unless headers set
 // Authorization themselves ("" removes it).
-func (a *testAPI) do(t *testing.T, method, path string, body any, headers map[string]string) response {
+func (a *testAPI) do(t testing.TB, method, path string, body any, headers map[string]string) response {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -150,7 +150,7 @@ func symEnrollment(id string) map[string]any {
 	}
 }
 
-func decodeInto[T any](t *testing.T, r response) T {
+func decodeInto[T any](t testing.TB, r response) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(r.body, &v); err != nil {
@@ -169,7 +169,7 @@ func signWith(t *testing.T, policy, key string) string {
 	return tok
 }
 
-func must(t *testing.T, v any) []byte {
+func must(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

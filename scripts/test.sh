@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Usher's whole test suite, the command README.md names. It installs the npm
+# packages the interop tests drive, then checks formatting, vet and
+# staticcheck, runs every Go test with the race detector (store conformance,
+# the HTTPS API over TLS, the CLI against a real server, the Azure IoT Node SDK
+# interop tests on 127.0.0.2:443, which need root), and gives every fuzz
+# target a short run. Set FUZZTIME (default 5s) for longer fuzzing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null)/bin"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "npm packages for the interop tests (test/interop)"
+npm ci --prefix test/interop --no-audit --no-fund --loglevel=error
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+step "go test -race"
+go test -race -count=1 ./...
+
+step "fuzz targets, ${FUZZTIME:-5s} each"
+fuzz() { go test -run=NONE -fuzz="^$2\$" -fuzztime="${FUZZTIME:-5s}" "$1"; }
+fuzz ./internal/sas FuzzParse
+fuzz ./internal/sas FuzzParseConnectionString
+fuzz ./internal/twinquery FuzzParse
+fuzz ./internal/twinquery FuzzParseCondition
+fuzz ./internal/wire FuzzDecodeEnrollment
+
+step "all checks passed"
