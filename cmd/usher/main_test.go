@@ -24,15 +24,8 @@ func startServer(t testing.TB, extra ...string) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	var stderr lockedBuffer
 	args := append([]string{"serve", "--data-dir", dir, "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, extra...)
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, args, noEnv, strings.NewReader(""), pw, &stderr)
-		pw.CloseWithError(io.EOF)
-		done <- err
-	}()
+	pr, done, stderr := startRunLogged(ctx, args, noEnv)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -74,6 +67,25 @@ func readBanner(r io.Reader) (string, error) {
 }
 
 func noEnv(string) string { return "" }
+
+// startRun runs a command in the background and returns its stdout and a
+// channel that gets its result.
+func startRun(ctx context.Context, args []string, getenv func(string) string) (io.Reader, <-chan error) {
+	out, done, _ := startRunLogged(ctx, args, getenv)
+	return out, done
+}
+
+func startRunLogged(ctx context.Context, args []string, getenv func(string) string) (io.Reader, <-chan error, *lockedBuffer) {
+	pr, pw := io.Pipe()
+	stderr := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, args, getenv, strings.NewReader(""), pw, stderr)
+		pw.CloseWithError(io.EOF)
+		done <- err
+	}()
+	return pr, done, stderr
+}
 
 // usher runs one CLI command against the test server's data directory and
 // returns stdout, stderr and the error.
