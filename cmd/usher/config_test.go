@@ -103,3 +103,25 @@ func TestServeHelpDocumentsEverySetting(t *testing.T) {
 		t.Errorf("serve --help does not mention --config")
 	}
 }
+
+func TestJoinBoolValues(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"ok/separate true", []string{"enrollment", "create", "--edge-enabled", "true", "--eid", "x"}, []string{"enrollment", "create", "--edge-enabled=true", "--eid", "x"}},
+		{"ok/separate False", []string{"--ee", "False"}, []string{"--ee=false"}},
+		{"ok/bare flag", []string{"--edge-enabled", "--eid", "x"}, []string{"--edge-enabled", "--eid", "x"}},
+		{"ok/equals form untouched", []string{"--edge-enabled=false"}, []string{"--edge-enabled=false"}},
+		{"ok/after -- untouched", []string{"--", "--edge-enabled", "true"}, []string{"--", "--edge-enabled", "true"}},
+		{"ok/other flags untouched", []string{"--show-keys", "true"}, []string{"--show-keys", "true"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, joinBoolValues(tc.in, threeStateFlags)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,33 @@ type env struct {
 	stderr io.Writer
 }
 
+// threeStateFlags are boolean flags that, as in the Azure CLI, take an
+// optional separate value: "--edge-enabled", "--edge-enabled true" and
+// "--edge-enabled=false" all work.
+var threeStateFlags = []string{"--edge-enabled", "--ee"}
+
+// joinBoolValues rewrites "--flag true|false" into "--flag=true|false" for
+// the given boolean flags, because a boolean flag never consumes the next
+// argument on its own.
+func joinBoolValues(args, flags []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if i+1 < len(args) && slices.Contains(flags, a) {
+			if v := strings.ToLower(args[i+1]); v == "true" || v == "false" {
+				out = append(out, a+"="+v)
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // run executes one usher command line. Errors are printed to stderr here.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
@@ -41,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetArgs(args)
+	root.SetArgs(joinBoolValues(args, threeStateFlags))
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
