@@ -101,16 +101,9 @@ func enrollmentShowCommand(c *dpsCLI) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-				e, err := cl.Enrollment(ctx, id)
+				e, err := withKeys(ctx, id, showKeys, cl.Enrollment, cl.EnrollmentAttestation, func(e *wire.IndividualEnrollment) *wire.AttestationMechanism { return e.Attestation })
 				if err != nil {
 					return err
-				}
-				if showKeys && isSymmetric(e.Attestation) {
-					a, err := cl.EnrollmentAttestation(ctx, id)
-					if err != nil {
-						return err
-					}
-					e.Attestation = &a
 				}
 				return c.printEnrollment(e, showKeys)
 			})
@@ -164,16 +157,9 @@ func enrollmentUpdateCommand(c *dpsCLI) *cobra.Command {
 				return err
 			}
 			return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-				e, err := cl.Enrollment(ctx, id)
+				e, err := withKeys(ctx, id, true, cl.Enrollment, cl.EnrollmentAttestation, func(e *wire.IndividualEnrollment) *wire.AttestationMechanism { return e.Attestation })
 				if err != nil {
 					return err
-				}
-				if isSymmetric(e.Attestation) {
-					a, err := cl.EnrollmentAttestation(ctx, id)
-					if err != nil {
-						return err
-					}
-					e.Attestation = &a
 				}
 				e.RegistrationState = nil
 				if err := s.applyEnrollment(cmd.Flags(), &e); err != nil {
@@ -182,7 +168,7 @@ func enrollmentUpdateCommand(c *dpsCLI) *cobra.Command {
 				if err := s.applyUpdate(cmd.Flags(), &e.EnrollmentSettings); err != nil {
 					return err
 				}
-				out, err := cl.PutEnrollment(ctx, e, s.etag)
+				out, err := cl.PutEnrollment(ctx, e, s.ifMatch(e.ETag))
 				if err != nil {
 					return err
 				}
@@ -235,6 +221,21 @@ func maskKeys(a *wire.AttestationMechanism) {
 	if a != nil && a.SymmetricKey != nil {
 		a.SymmetricKey.PrimaryKey, a.SymmetricKey.SecondaryKey = nil, nil
 	}
+}
+
+// withKeys reads a record and, when keys is set and it has symmetric keys,
+// fills them in through its attestationmechanism endpoint (GET masks them).
+func withKeys[T any](ctx context.Context, id string, keys bool, get func(context.Context, string) (T, error), attestation func(context.Context, string) (wire.AttestationMechanism, error), mech func(*T) *wire.AttestationMechanism) (T, error) {
+	rec, err := get(ctx, id)
+	if err != nil || !keys || !isSymmetric(mech(&rec)) {
+		return rec, err
+	}
+	a, err := attestation(ctx, id)
+	if err != nil {
+		return rec, err
+	}
+	*mech(&rec) = a
+	return rec, nil
 }
 
 func isSymmetric(a *wire.AttestationMechanism) bool {
@@ -346,6 +347,16 @@ type settingsFlags struct {
 	apiVersion         string
 	etag               string
 	showKeys           bool
+}
+
+// ifMatch is the If-Match an update sends: the --etag the user gave, else
+// the etag of the record the update read, so a concurrent change is never
+// silently overwritten.
+func (s *settingsFlags) ifMatch(read string) string {
+	if s.etag != "" {
+		return s.etag
+	}
+	return read
 }
 
 func (s *settingsFlags) register(fs *pflag.FlagSet, mode settingsMode, kind recordKind) {

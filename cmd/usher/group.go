@@ -90,16 +90,9 @@ func groupShowCommand(c *dpsCLI) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-				g, err := cl.Group(ctx, id)
+				g, err := withKeys(ctx, id, showKeys, cl.Group, cl.GroupAttestation, func(g *wire.EnrollmentGroup) *wire.AttestationMechanism { return g.Attestation })
 				if err != nil {
 					return err
-				}
-				if showKeys && isSymmetric(g.Attestation) {
-					a, err := cl.GroupAttestation(ctx, id)
-					if err != nil {
-						return err
-					}
-					g.Attestation = &a
 				}
 				return c.printGroup(g, showKeys)
 			})
@@ -152,21 +145,14 @@ func groupUpdateCommand(c *dpsCLI) *cobra.Command {
 				return err
 			}
 			return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
-				g, err := cl.Group(ctx, id)
+				g, err := withKeys(ctx, id, true, cl.Group, cl.GroupAttestation, func(g *wire.EnrollmentGroup) *wire.AttestationMechanism { return g.Attestation })
 				if err != nil {
 					return err
-				}
-				if isSymmetric(g.Attestation) {
-					a, err := cl.GroupAttestation(ctx, id)
-					if err != nil {
-						return err
-					}
-					g.Attestation = &a
 				}
 				if err := s.applyUpdate(cmd.Flags(), &g.EnrollmentSettings); err != nil {
 					return err
 				}
-				out, err := cl.PutGroup(ctx, g, s.etag)
+				out, err := cl.PutGroup(ctx, g, s.ifMatch(g.ETag))
 				if err != nil {
 					return err
 				}
