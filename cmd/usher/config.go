@@ -19,6 +19,7 @@ import (
 type Config struct {
 	DataDir   string   `toml:"data-dir"`
 	Hostnames []string `toml:"hostname"`
+	HubHost   string   `toml:"hub-hostname"`
 	HTTPSAddr string   `toml:"https-addr"`
 	MQTTAddr  string   `toml:"mqtt-addr"`
 	TLSCert   string   `toml:"tls-cert"`
@@ -40,6 +41,18 @@ func DefaultConfig() Config {
 	}
 }
 
+// HubHostName is the built-in hub's name: --hub-hostname, else the first
+// --hostname.
+func (c Config) HubHostName() string {
+	if c.HubHost != "" {
+		return c.HubHost
+	}
+	if len(c.Hostnames) > 0 {
+		return c.Hostnames[0]
+	}
+	return "localhost"
+}
+
 // setting describes one configuration key in all its spellings.
 type setting struct {
 	key   string // flag name and config-file key
@@ -51,6 +64,7 @@ type setting struct {
 var settings = []setting{
 	{"data-dir", "directory for the database, TLS material and secrets (created 0700)", false, func(c *Config) any { return &c.DataDir }},
 	{"hostname", "host name devices and clients use; repeatable, the first is announced and used as the hub's name", true, func(c *Config) any { return &c.Hostnames }},
+	{"hub-hostname", "host name of the built-in IoT hub, returned to devices as assignedHub (default: the first --hostname); the Azure IoT C SDK needs a name with a dot", false, func(c *Config) any { return &c.HubHost }},
 	{"https-addr", "address for HTTPS (DPS device and service APIs, hub API, console)", false, func(c *Config) any { return &c.HTTPSAddr }},
 	{"mqtt-addr", "address for MQTT over TLS (device registration and hub devices)", false, func(c *Config) any { return &c.MQTTAddr }},
 	{"tls-cert", "PEM certificate chain to serve instead of the generated one (needs --tls-key)", false, func(c *Config) any { return &c.TLSCert }},
@@ -156,6 +170,9 @@ func (c Config) Validate() error {
 		if h == "" || strings.ContainsAny(h, " /:@") && net.ParseIP(h) == nil {
 			errs = append(errs, fmt.Errorf("hostname %q is not a host name or IP address", h))
 		}
+	}
+	if c.HubHost != "" && (strings.ContainsAny(c.HubHost, " /:@") && net.ParseIP(c.HubHost) == nil) {
+		errs = append(errs, fmt.Errorf("hub-hostname %q is not a host name or IP address", c.HubHost))
 	}
 	for _, a := range []struct{ name, v string }{{"https-addr", c.HTTPSAddr}, {"mqtt-addr", c.MQTTAddr}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {

@@ -94,17 +94,18 @@ func readInfo(ctx context.Context, dir string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	info := Info{IDScope: scope, HostName: ep.HostName(), HTTPSAddr: ep.HTTPSAddr, MQTTAddr: ep.MQTTAddr, HubHostName: ep.HostName(), CAFile: ep.CAFile}
+	info := Info{IDScope: scope, HostName: ep.HostName(), HTTPSAddr: ep.HTTPSAddr, MQTTAddr: ep.MQTTAddr, HubHostName: ep.HubHostName(), CAFile: ep.CAFile}
 	for _, p := range []struct {
 		scope access.Scope
 		name  string
 		dst   *string
-	}{{access.DPS, access.DPSOwner, &info.ServiceConnectionString}, {access.Hub, access.HubOwner, &info.HubConnectionString}} {
+		host  string
+	}{{access.DPS, access.DPSOwner, &info.ServiceConnectionString, ep.HostName()}, {access.Hub, access.HubOwner, &info.HubConnectionString, ep.HubHostName()}} {
 		pol, err := db.Policy(ctx, p.scope, p.name)
 		if err != nil {
 			return Info{}, fmt.Errorf("policy %s: %w", p.name, err)
 		}
-		*p.dst = sas.ConnectionString{HostName: ep.HostName(), SharedAccessKeyName: pol.Name, SharedAccessKey: pol.PrimaryKey}.String()
+		*p.dst = sas.ConnectionString{HostName: p.host, SharedAccessKeyName: pol.Name, SharedAccessKey: pol.PrimaryKey}.String()
 	}
 	return info, nil
 }

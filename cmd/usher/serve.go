@@ -20,6 +20,8 @@ import (
 	"github.com/usher-iot/usher/internal/access"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/httpapi"
+	"github.com/usher-iot/usher/internal/hub"
+	"github.com/usher-iot/usher/internal/hubassign"
 	"github.com/usher-iot/usher/internal/instance"
 	"github.com/usher-iot/usher/internal/pki"
 	"github.com/usher-iot/usher/internal/sas"
@@ -99,21 +101,30 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if err != nil {
 		return fmt.Errorf("https: %w", err)
 	}
-	endpoints := instance.Endpoints{HostNames: cfg.Hostnames, HTTPSAddr: ln.Addr().String(), MQTTAddr: cfg.MQTTAddr, CAFile: caFile}
+	endpoints := instance.Endpoints{HostNames: cfg.Hostnames, HubHost: cfg.HubHostName(), HTTPSAddr: ln.Addr().String(), MQTTAddr: cfg.MQTTAddr, CAFile: caFile}
 	if err := instance.SaveEndpoints(ctx, db, endpoints); err != nil {
 		ln.Close()
 		return err
 	}
+	if !strings.Contains(cfg.HubHostName(), ".") {
+		log.Warn("the hub host name has no dot; the Azure IoT C SDK refuses such an assignedHub. Give real fleets a dotted name with --hub-hostname (and --hostname)", "hubHostName", cfg.HubHostName())
+	}
+	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName()})
+	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
+		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log,
+	})
 	var ready atomic.Bool
 	api := httpapi.New(httpapi.Options{
 		Logger:      log,
 		Enrollments: dps.NewService(db, dps.Options{}),
-		DPSAuth: &access.Authenticator{
-			Store: db, Scope: access.DPS, Now: time.Now, Skew: 5 * time.Minute,
-			Audiences: func() []string { return cfg.Hostnames },
-		},
-		Ready: ready.Load,
+		DPSAuth:     policyAuth(db, access.DPS, cfg.Hostnames),
+		Registrar:   registrar,
+		Hub:         hubSvc,
+		HubAuth:     policyAuth(db, access.Hub, append([]string{cfg.HubHostName()}, cfg.Hostnames...)),
+		RetryAfter:  retryAfterSeconds,
+		Ready:       ready.Load,
 	})
+	go expireOperations(ctx, registrar, log)
 	srv := &http.Server{
 		Handler:           api,
 		TLSConfig:         tlsConf,
@@ -141,6 +152,35 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		return err
 	}
 	return nil
+}
+
+// Token and polling timing (dps-protocol.md §2.6, §3.2).
+const (
+	tokenSkew         = 5 * time.Minute
+	retryAfterSeconds = 1
+)
+
+func policyAuth(db *sqlite.DB, scope access.Scope, audiences []string) *access.Authenticator {
+	return &access.Authenticator{Store: db, Scope: scope, Now: time.Now, Skew: tokenSkew, Audiences: func() []string { return audiences }}
+}
+
+// expireOperations deletes finished registration operations after their
+// time to live, hourly, until ctx ends.
+func expireOperations(ctx context.Context, r *dps.Registrar, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := r.ExpireOperations(ctx); err != nil {
+				log.Warn("expiring registration operations", "err", err)
+			} else if n > 0 {
+				log.Debug("expired registration operations", "count", n)
+			}
+		}
+	}
 }
 
 // serverTLS returns the TLS configuration and the CA file clients should

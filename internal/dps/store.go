@@ -1,6 +1,9 @@
 package dps
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Store persists enrollments, groups and registration records. Stores are
 // dumb: they apply no rules beyond atomic etag preconditions, so every rule
@@ -31,4 +34,11 @@ type Store interface {
 	// Registrations lists records of one group (groupID "" lists those of
 	// individual enrollments) whose IDKey sorts after after.
 	Registrations(ctx context.Context, groupID, after string, limit int) ([]Registration, error)
+
+	// PutOperation creates or replaces a registration operation.
+	PutOperation(ctx context.Context, op Operation) error
+	Operation(ctx context.Context, id string) (Operation, error)
+	// DeleteOperationsBefore removes operations created before t and says
+	// how many.
+	DeleteOperationsBefore(ctx context.Context, t time.Time) (int, error)
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/usher-iot/usher/internal/access"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/httpapi"
+	"github.com/usher-iot/usher/internal/hub"
+	"github.com/usher-iot/usher/internal/hubassign"
 	"github.com/usher-iot/usher/internal/instance"
 	"github.com/usher-iot/usher/internal/sas"
 	"github.com/usher-iot/usher/internal/store/sqlite"
@@ -24,13 +26,18 @@ import (
 
 // testAPI is the HTTPS API on a real TLS socket over a real SQLite store.
 type testAPI struct {
-	srv    *httptest.Server
-	db     *sqlite.DB
-	owner  access.Policy
-	reader access.Policy
+	srv      *httptest.Server
+	db       *sqlite.DB
+	owner    access.Policy
+	reader   access.Policy
+	hubOwner access.Policy
+	idScope  string
 }
 
-const audience = "usher.test"
+const (
+	audience = "usher.test"
+	hubHost  = "hub.usher.test"
+)
 
 func newTestAPI(t testing.TB) *testAPI {
 	t.Helper()
@@ -40,7 +47,8 @@ func newTestAPI(t testing.TB) *testAPI {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := instance.Bootstrap(ctx, db, db); err != nil {
+	idScope, err := instance.Bootstrap(ctx, db, db)
+	if err != nil {
 		t.Fatal(err)
 	}
 	owner, err := db.Policy(ctx, access.DPS, access.DPSOwner)
@@ -54,15 +62,25 @@ func newTestAPI(t testing.TB) *testAPI {
 	if err := db.CreatePolicy(ctx, reader); err != nil {
 		t.Fatal(err)
 	}
+	hubOwner, err := db.Policy(ctx, access.Hub, access.HubOwner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubSvc := hub.NewService(db, hub.Options{HostName: hubHost})
+	auth := func(scope access.Scope, aud string) *access.Authenticator {
+		return &access.Authenticator{Store: db, Scope: scope, Now: time.Now, Skew: time.Minute, Audiences: func() []string { return []string{aud} }}
+	}
 	api := httpapi.New(httpapi.Options{
 		Enrollments: dps.NewService(db, dps.Options{}),
-		DPSAuth: &access.Authenticator{Store: db, Scope: access.DPS, Now: time.Now, Skew: time.Minute,
-			Audiences: func() []string { return []string{audience} }},
+		DPSAuth:     auth(access.DPS, audience),
+		Registrar:   dps.NewRegistrar(db, dps.RegistrarOptions{IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: time.Minute}),
+		Hub:         hubSvc,
+		HubAuth:     auth(access.Hub, hubHost),
 	})
 	srv := httptest.NewUnstartedServer(api)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return &testAPI{srv: srv, db: db, owner: owner, reader: reader}
+	return &testAPI{srv: srv, db: db, owner: owner, reader: reader, hubOwner: hubOwner, idScope: idScope}
 }
 
 func (a *testAPI) token(t testing.TB, p access.Policy, expiry time.Time) string {

@@ -14,23 +14,23 @@ import (
 // dpsServiceRoutes are the DPS service API endpoints (dps-protocol.md §8.2).
 func (a *API) dpsServiceRoutes() []route {
 	return []route{
-		{http.MethodPost, []string{"enrollments", "query"}, access.EnrollmentRead, false, queryEnrollments},
-		{http.MethodPost, []string{"enrollments"}, access.EnrollmentWrite, false, bulkEnrollments},
-		{http.MethodGet, []string{"enrollments", "*"}, access.EnrollmentRead, false, getEnrollment},
-		{http.MethodPut, []string{"enrollments", "*"}, access.EnrollmentWrite, false, putEnrollment},
-		{http.MethodDelete, []string{"enrollments", "*"}, access.EnrollmentWrite, false, deleteEnrollment},
-		{http.MethodPost, []string{"enrollments", "*", "attestationmechanism"}, access.EnrollmentRead, false, enrollmentAttestation},
+		{http.MethodPost, []string{"enrollments", "query"}, dpsPolicy, access.EnrollmentRead, queryEnrollments},
+		{http.MethodPost, []string{"enrollments"}, dpsPolicy, access.EnrollmentWrite, bulkEnrollments},
+		{http.MethodGet, []string{"enrollments", "*"}, dpsPolicy, access.EnrollmentRead, getEnrollment},
+		{http.MethodPut, []string{"enrollments", "*"}, dpsPolicy, access.EnrollmentWrite, putEnrollment},
+		{http.MethodDelete, []string{"enrollments", "*"}, dpsPolicy, access.EnrollmentWrite, deleteEnrollment},
+		{http.MethodPost, []string{"enrollments", "*", "attestationmechanism"}, dpsPolicy, access.EnrollmentRead, enrollmentAttestation},
 
-		{http.MethodPost, []string{"enrollmentgroups", "query"}, access.EnrollmentRead, false, queryGroups},
-		{http.MethodPost, []string{"enrollmentgroups"}, access.EnrollmentWrite, false, bulkGroups},
-		{http.MethodGet, []string{"enrollmentgroups", "*"}, access.EnrollmentRead, false, getGroup},
-		{http.MethodPut, []string{"enrollmentgroups", "*"}, access.EnrollmentWrite, false, putGroup},
-		{http.MethodDelete, []string{"enrollmentgroups", "*"}, access.EnrollmentWrite, false, deleteGroup},
-		{http.MethodPost, []string{"enrollmentgroups", "*", "attestationmechanism"}, access.EnrollmentRead, false, groupAttestation},
+		{http.MethodPost, []string{"enrollmentgroups", "query"}, dpsPolicy, access.EnrollmentRead, queryGroups},
+		{http.MethodPost, []string{"enrollmentgroups"}, dpsPolicy, access.EnrollmentWrite, bulkGroups},
+		{http.MethodGet, []string{"enrollmentgroups", "*"}, dpsPolicy, access.EnrollmentRead, getGroup},
+		{http.MethodPut, []string{"enrollmentgroups", "*"}, dpsPolicy, access.EnrollmentWrite, putGroup},
+		{http.MethodDelete, []string{"enrollmentgroups", "*"}, dpsPolicy, access.EnrollmentWrite, deleteGroup},
+		{http.MethodPost, []string{"enrollmentgroups", "*", "attestationmechanism"}, dpsPolicy, access.EnrollmentRead, groupAttestation},
 
-		{http.MethodPost, []string{"registrations", "*", "query"}, access.RegistrationStatusRead, false, queryRegistrations},
-		{http.MethodGet, []string{"registrations", "*"}, access.RegistrationStatusRead, false, getRegistration},
-		{http.MethodDelete, []string{"registrations", "*"}, access.RegistrationStatusWrite, false, deleteRegistration},
+		{http.MethodPost, []string{"registrations", "*", "query"}, dpsPolicy, access.RegistrationStatusRead, queryRegistrations},
+		{http.MethodGet, []string{"registrations", "*"}, dpsPolicy, access.RegistrationStatusRead, getRegistration},
+		{http.MethodDelete, []string{"registrations", "*"}, dpsPolicy, access.RegistrationStatusWrite, deleteRegistration},
 	}
 }
 

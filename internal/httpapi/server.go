@@ -23,51 +23,79 @@ import (
 	"github.com/usher-iot/usher/internal/access"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/hub"
 	"github.com/usher-iot/usher/internal/wire"
 )
 
 // MaxBodyBytes is the largest request body the DPS APIs accept (96 KiB).
 const MaxBodyBytes = 96 << 10
 
-// Options configure the API.
+// Options configure the API. A nil service leaves its endpoints out.
 type Options struct {
 	Logger      *slog.Logger
-	Enrollments *dps.Service
-	DPSAuth     *access.Authenticator
-	Now         func() time.Time // time.Now when nil
-	Ready       func() bool      // reports readiness for /healthz; always ready when nil
+	Enrollments *dps.Service          // DPS service API
+	DPSAuth     *access.Authenticator // DPS policies
+	Registrar   *dps.Registrar        // DPS device API
+	Hub         *hub.Service          // hub service API
+	HubAuth     *access.Authenticator // hub policies
+	RetryAfter  int                   // seconds devices wait before polling; 1 when 0
+	Now         func() time.Time      // time.Now when nil
+	Ready       func() bool           // reports readiness for /healthz; always ready when nil
 }
 
 // API is the HTTPS handler.
 type API struct {
-	log    *slog.Logger
-	dps    *dps.Service
-	auth   *access.Authenticator
-	now    func() time.Time
-	ready  func() bool
-	routes []route
+	log        *slog.Logger
+	dps        *dps.Service
+	auth       *access.Authenticator
+	registrar  *dps.Registrar
+	hub        *hub.Service
+	hubAuth    *access.Authenticator
+	retryAfter string
+	now        func() time.Time
+	ready      func() bool
+	routes     []route
 }
 
 // New returns the HTTPS handler.
 func New(opts Options) *API {
-	a := &API{log: opts.Logger, dps: opts.Enrollments, auth: opts.DPSAuth, now: opts.Now, ready: opts.Ready}
+	a := &API{log: opts.Logger, dps: opts.Enrollments, auth: opts.DPSAuth, registrar: opts.Registrar, hub: opts.Hub,
+		hubAuth: opts.HubAuth, now: opts.Now, ready: opts.Ready, retryAfter: strconv.Itoa(max(opts.RetryAfter, 1))}
 	if a.now == nil {
 		a.now = time.Now
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.routes = a.dpsServiceRoutes()
+	if a.dps != nil {
+		a.routes = append(a.routes, a.dpsServiceRoutes()...)
+	}
+	if a.registrar != nil {
+		a.routes = append(a.routes, a.deviceRoutes()...)
+	}
+	if a.hub != nil {
+		a.routes = append(a.routes, a.hubRoutes()...)
+	}
 	return a
 }
 
+// authKind says who may call a route and which error surface answers.
+type authKind int
+
+const (
+	dpsPolicy authKind = iota // a DPS shared access policy with the route's rights
+	dpsDevice                 // a device; the registrar checks its proof
+	hubPolicy                 // a hub shared access policy with the route's rights
+)
+
 // route is one endpoint: a method, a path pattern whose segments are
-// lower-case literals or "*" for an ID, and the rights it needs.
+// lower-case literals or "*" for an ID, who may call it and the rights it
+// needs.
 type route struct {
 	method  string
 	pattern []string
+	auth    authKind
 	rights  access.Rights
-	public  bool
 	serve   func(*call) error
 }
 
@@ -78,6 +106,7 @@ type call struct {
 	params []string // the segments that matched "*", in order
 	policy access.Policy
 	api    *API
+	hub    bool // errors are rendered in IoT Hub's shape
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -102,11 +131,12 @@ func (a *API) serve(c *call) error {
 		return err
 	}
 	c.params = params
-	if !rt.public {
-		if c.r.URL.Query().Get("api-version") == "" {
-			return fault.New(fault.Invalid, "the api-version query parameter is required")
-		}
-		if c.policy, err = a.auth.Authenticate(c.r.Context(), c.r.Header.Get("Authorization")); err != nil {
+	c.hub = rt.auth == hubPolicy
+	if c.r.URL.Query().Get("api-version") == "" {
+		return fault.New(fault.Invalid, "the api-version query parameter is required")
+	}
+	if auth := a.policyAuth(rt.auth); auth != nil {
+		if c.policy, err = auth.Authenticate(c.r.Context(), c.r.Header.Get("Authorization")); err != nil {
 			return err
 		}
 		if err := c.policy.Require(rt.rights); err != nil {
@@ -114,6 +144,16 @@ func (a *API) serve(c *call) error {
 		}
 	}
 	return rt.serve(c)
+}
+
+func (a *API) policyAuth(k authKind) *access.Authenticator {
+	switch k {
+	case dpsPolicy:
+		return a.auth
+	case hubPolicy:
+		return a.hubAuth
+	}
+	return nil
 }
 
 func (a *API) match(method string, segs []string) (route, []string, error) {
@@ -182,19 +222,30 @@ func (a *API) health(c *call) error {
 	return err
 }
 
-// fail renders err as Azure's DPS error body with x-ms-error-code. Internal
-// causes are logged with the tracking ID and never sent.
+// fail renders err as Azure does on the route's surface: DPS's error body
+// with x-ms-error-code, or IoT Hub's with iothub-errorcode. Internal causes
+// are logged with the tracking ID and never sent.
 func (a *API) fail(c *call, trackingID string, err error) {
-	status, body := wire.DPSError(err, trackingID, a.now())
+	var status int
+	var body any
+	h := c.w.Header()
+	if c.hub {
+		var name string
+		status, name, body = wire.HubError(err, trackingID, a.now())
+		h.Set("iothub-errorcode", name)
+	} else {
+		var details wire.ErrorDetails
+		status, details = wire.DPSError(err, trackingID, a.now())
+		h.Set("x-ms-error-code", strconv.Itoa(details.ErrorCode))
+		body = details
+	}
 	if status >= 500 {
 		a.log.Error("request failed", "trackingId", trackingID, "method", c.r.Method, "path", c.r.URL.Path, "err", err)
 	} else {
 		a.log.Debug("request refused", "trackingId", trackingID, "method", c.r.Method, "path", c.r.URL.Path, "status", status, "err", err)
 	}
-	h := c.w.Header()
-	h.Set("x-ms-error-code", strconv.Itoa(body.ErrorCode))
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "2")
+		h.Set("Retry-After", a.retryAfter)
 	}
 	writeJSON(c.w, status, body)
 }

@@ -83,6 +83,7 @@ func IDScope(ctx context.Context, st Store) (string, error) {
 // and the CLI can find it without flags.
 type Endpoints struct {
 	HostNames []string `json:"hostNames"`
+	HubHost   string   `json:"hubHostName,omitempty"`
 	HTTPSAddr string   `json:"httpsAddr"`
 	MQTTAddr  string   `json:"mqttAddr"`
 	CAFile    string   `json:"caFile"`
@@ -94,6 +95,14 @@ func (e Endpoints) HostName() string {
 		return "localhost"
 	}
 	return e.HostNames[0]
+}
+
+// HubHostName is the built-in hub's name: the recorded one, else HostName.
+func (e Endpoints) HubHostName() string {
+	if e.HubHost != "" {
+		return e.HubHost
+	}
+	return e.HostName()
 }
 
 // SaveEndpoints records e.

@@ -1,0 +1,20 @@
+package hub
+
+import "context"
+
+// Store persists the registry and twins. Errors: fault.NotFound,
+// fault.Conflict (create of an existing device), fault.PreconditionFailed
+// (etag mismatch). An etag argument of "" means unconditional.
+type Store interface {
+	Device(ctx context.Context, id string) (Device, error)
+	Module(ctx context.Context, deviceID, moduleID string) (Module, error)
+	// Twin returns a device twin (moduleID "") or a module twin.
+	Twin(ctx context.Context, deviceID, moduleID string) (Twin, error)
+	// CreateIdentity writes a device, its twin, its modules and their twins
+	// in one transaction.
+	CreateIdentity(ctx context.Context, id Identity) error
+	// UpdateIdentity replaces the device whose etag is etag, and in the same
+	// transaction writes the given twin (when not nil) and creates any of
+	// the modules (with their twins) that do not exist yet.
+	UpdateIdentity(ctx context.Context, d Device, etag string, twin *Twin, modules []Module, moduleTwins []Twin) error
+}
