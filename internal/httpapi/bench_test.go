@@ -2,7 +2,11 @@ package httpapi_test
 
 import (
 	"fmt"
+	"net/http"
 	"testing"
+
+	"github.com/usher-iot/usher/internal/sas"
+	"github.com/usher-iot/usher/internal/wire"
 )
 
 // The service API benchmarks run the real handler over a real TLS socket
@@ -49,6 +53,40 @@ func BenchmarkQueryWhere(b *testing.B) {
 	for b.Loop() {
 		if r := a.do(b, "POST", "/enrollments/query", q, map[string]string{"x-ms-max-item-count": "100"}); r.status != 200 {
 			b.Fatal(r.status)
+		}
+	}
+}
+
+// BenchmarkRegistration is one device registration as the SDKs do it (PUT
+// register + one poll) over a kept-alive TLS connection: attestation, hub
+// device and twin creation, registration record and operation writes.
+func BenchmarkRegistration(b *testing.B) {
+	a := newTestAPI(b)
+	r := a.do(b, "PUT", "/enrollmentGroups/bench", map[string]any{"enrollmentGroupId": "bench", "attestation": map[string]any{"type": "symmetricKey"}}, nil)
+	groupKey := *decodeInto[wire.EnrollmentGroup](b, r).Attestation.SymmetricKey.PrimaryKey
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("bench-%d", i)
+		key, _ := sas.DeriveDeviceKey(groupKey, id)
+		if _, poll := a.register(b, id, a.deviceToken(b, id, key), nil); poll.status != 200 {
+			b.Fatalf("poll %d %s", poll.status, poll.body)
+		}
+	}
+}
+
+// BenchmarkRegistrationFreshTLS is BenchmarkRegistration with a new TLS
+// connection (full handshake, ECDSA P-256 certificate) for every
+// registration, as a device that boots and provisions does.
+func BenchmarkRegistrationFreshTLS(b *testing.B) {
+	a := newTestAPI(b)
+	r := a.do(b, "PUT", "/enrollmentGroups/bench", map[string]any{"enrollmentGroupId": "bench", "attestation": map[string]any{"type": "symmetricKey"}}, nil)
+	groupKey := *decodeInto[wire.EnrollmentGroup](b, r).Attestation.SymmetricKey.PrimaryKey
+	tr := a.srv.Client().Transport.(*http.Transport)
+	for i := 0; b.Loop(); i++ {
+		tr.CloseIdleConnections()
+		id := fmt.Sprintf("bench-%d", i)
+		key, _ := sas.DeriveDeviceKey(groupKey, id)
+		if _, poll := a.register(b, id, a.deviceToken(b, id, key), nil); poll.status != 200 {
+			b.Fatalf("poll %d %s", poll.status, poll.body)
 		}
 	}
 }
