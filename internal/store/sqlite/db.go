@@ -26,8 +26,10 @@ var migrations embed.FS
 // DB is the SQLite store. It implements dps.Store, access.Store and
 // instance.Store.
 type DB struct {
-	write *sql.DB // one connection: every write is serialised
-	read  *sql.DB
+	write  *sql.DB // one connection: every write is serialised
+	read   *sql.DB
+	writes *stmtCache
+	reads  reader
 }
 
 // Open opens (creating if needed) the database file at path and applies
@@ -48,7 +50,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fault.Wrap(fault.Internal, err, "open database")
 	}
 	read.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
-	db := &DB{write: write, read: read}
+	db := &DB{write: write, read: read, writes: newStmtCache(write), reads: reader{newStmtCache(read)}}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -58,6 +60,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 
 // Close releases the database.
 func (db *DB) Close() error {
+	db.writes.close()
+	db.reads.c.close()
 	return errorsJoin(db.read.Close(), db.write.Close())
 }
 
@@ -91,7 +95,7 @@ func (db *DB) apply(ctx context.Context, name, version string) error {
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "read migration %s", version)
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
 			return err
@@ -99,7 +103,7 @@ func (db *DB) apply(ctx context.Context, name, version string) error {
 		if n > 0 {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil { // several statements: never prepared
 			return fmt.Errorf("migration %s: %w", version, err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, version)
@@ -109,12 +113,13 @@ func (db *DB) apply(ctx context.Context, name, version string) error {
 
 // tx runs fn in a write transaction. A fault returned by fn passes through;
 // other errors become fault.Internal.
-func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (db *DB) tx(ctx context.Context, fn func(*wtx) error) error {
+	db.writes.preparePending(ctx)
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "begin transaction")
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(&wtx{tx: tx, c: db.writes}); err != nil {
 		_ = tx.Rollback()
 		return internal(err)
 	}

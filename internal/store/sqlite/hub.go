@@ -13,7 +13,7 @@ var _ hub.Store = (*DB)(nil)
 
 func (db *DB) readOne(ctx context.Context, query string, args ...any) (string, error) {
 	var body string
-	err := db.read.QueryRowContext(ctx, query, args...).Scan(&body)
+	err := db.reads.QueryRowContext(ctx, query, args...).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fault.New(fault.NotFound, "not found")
 	}
@@ -52,7 +52,7 @@ func (db *DB) Twin(ctx context.Context, deviceID, moduleID string) (hub.Twin, er
 
 // CreateIdentity implements hub.Store.
 func (db *DB) CreateIdentity(ctx context.Context, id hub.Identity) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		body, err := encode(id.Device)
 		if err != nil {
 			return err
@@ -77,7 +77,7 @@ func (db *DB) UpdateIdentity(ctx context.Context, d hub.Device, etag string, twi
 	if err != nil {
 		return err
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE hub_devices SET etag = ?, body = ? WHERE device_id = ? AND (? = '' OR etag = ?)`, d.ETag, body, d.ID, etag, etag)
 		if err != nil {
 			return err
@@ -101,7 +101,7 @@ func (db *DB) UpdateIdentity(ctx context.Context, d hub.Device, etag string, twi
 	})
 }
 
-func putTwin(ctx context.Context, tx *sql.Tx, t hub.Twin) error {
+func putTwin(ctx context.Context, tx *wtx, t hub.Twin) error {
 	body, err := encode(t)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func putTwin(ctx context.Context, tx *sql.Tx, t hub.Twin) error {
 }
 
 // addModules creates the modules (and their twins) that do not exist yet.
-func addModules(ctx context.Context, tx *sql.Tx, modules []hub.Module, twins []hub.Twin) error {
+func addModules(ctx context.Context, tx *wtx, modules []hub.Module, twins []hub.Twin) error {
 	for i, m := range modules {
 		body, err := encode(m)
 		if err != nil {

@@ -11,7 +11,7 @@ import (
 // Setting returns the value stored under key, fault.NotFound when unset.
 func (db *DB) Setting(ctx context.Context, key string) (string, error) {
 	var v string
-	err := db.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	err := db.reads.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fault.New(fault.NotFound, "setting %q is not set", key)
 	}
@@ -25,7 +25,7 @@ func (db *DB) Setting(ctx context.Context, key string) (string, error) {
 // returns the value that is stored afterwards (first writer wins).
 func (db *DB) InitSetting(ctx context.Context, key, value string) (string, error) {
 	var out string
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *wtx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING`, key, value); err != nil {
 			return err
 		}
@@ -36,7 +36,7 @@ func (db *DB) InitSetting(ctx context.Context, key, value string) (string, error
 
 // PutSetting stores value under key, replacing any value.
 func (db *DB) PutSetting(ctx context.Context, key, value string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 		return err
 	})

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/usher-iot/usher/internal/dps"
@@ -14,7 +13,7 @@ func (db *DB) PutOperation(ctx context.Context, op dps.Operation) error {
 	if err != nil {
 		return err
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO operations (operation_id, created_unix, body) VALUES (?, ?, ?)
 			ON CONFLICT (operation_id) DO UPDATE SET body = excluded.body`, op.ID, op.Created.Unix(), body)
 		return err
@@ -33,7 +32,7 @@ func (db *DB) Operation(ctx context.Context, id string) (dps.Operation, error) {
 // DeleteOperationsBefore implements dps.Store.
 func (db *DB) DeleteOperationsBefore(ctx context.Context, t time.Time) (int, error) {
 	var n int64
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM operations WHERE created_unix < ?`, t.Unix())
 		if err != nil {
 			return err

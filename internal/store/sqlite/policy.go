@@ -15,7 +15,7 @@ var _ access.Store = (*DB)(nil)
 // Policy implements access.Store.
 func (db *DB) Policy(ctx context.Context, scope access.Scope, name string) (access.Policy, error) {
 	var body string
-	err := db.read.QueryRowContext(ctx, `SELECT body FROM policies WHERE scope = ? AND name_key = ?`, string(scope), strings.ToLower(name)).Scan(&body)
+	err := db.reads.QueryRowContext(ctx, `SELECT body FROM policies WHERE scope = ? AND name_key = ?`, string(scope), strings.ToLower(name)).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return access.Policy{}, fault.New(fault.NotFound, "policy %q does not exist", name)
 	}
@@ -27,7 +27,7 @@ func (db *DB) Policy(ctx context.Context, scope access.Scope, name string) (acce
 
 // Policies implements access.Store.
 func (db *DB) Policies(ctx context.Context, scope access.Scope) ([]access.Policy, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT body FROM policies WHERE scope = ? ORDER BY name_key`, string(scope))
+	rows, err := db.reads.QueryContext(ctx, `SELECT body FROM policies WHERE scope = ? ORDER BY name_key`, string(scope))
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, err, "list policies")
 	}
@@ -53,7 +53,7 @@ func (db *DB) CreatePolicy(ctx context.Context, p access.Policy) error {
 	if err != nil {
 		return err
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO policies (scope, name_key, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, string(p.Scope), strings.ToLower(p.Name), body)
 		if err != nil {
 			return err
@@ -71,7 +71,7 @@ func (db *DB) UpdatePolicy(ctx context.Context, p access.Policy) error {
 	if err != nil {
 		return err
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE policies SET body = ? WHERE scope = ? AND name_key = ?`, body, string(p.Scope), strings.ToLower(p.Name))
 		if err != nil {
 			return err
@@ -85,7 +85,7 @@ func (db *DB) UpdatePolicy(ctx context.Context, p access.Policy) error {
 
 // DeletePolicy implements access.Store.
 func (db *DB) DeletePolicy(ctx context.Context, scope access.Scope, name string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM policies WHERE scope = ? AND name_key = ?`, string(scope), strings.ToLower(name))
 		if err != nil {
 			return err

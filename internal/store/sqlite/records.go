@@ -40,7 +40,7 @@ func decode[T any](body string) (T, error) {
 
 func (t table[T]) get(ctx context.Context, key string) (T, error) {
 	var body string
-	err := t.db.read.QueryRowContext(ctx, `SELECT body FROM `+t.name+` WHERE id_key = ?`, key).Scan(&body)
+	err := t.db.reads.QueryRowContext(ctx, `SELECT body FROM `+t.name+` WHERE id_key = ?`, key).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		var zero T
 		return zero, fault.New(fault.NotFound, "not found")
@@ -57,7 +57,7 @@ func (t table[T]) create(ctx context.Context, key, etag string, rec T) error {
 	if err != nil {
 		return err
 	}
-	return t.db.tx(ctx, func(tx *sql.Tx) error {
+	return t.db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO `+t.name+` (id_key, etag, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, key, etag, body)
 		if err != nil {
 			return err
@@ -74,7 +74,7 @@ func (t table[T]) update(ctx context.Context, key, etag, newETag string, rec T) 
 	if err != nil {
 		return err
 	}
-	return t.db.tx(ctx, func(tx *sql.Tx) error {
+	return t.db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE `+t.name+` SET etag = ?, body = ? WHERE id_key = ? AND (? = '' OR etag = ?)`, newETag, body, key, etag, etag)
 		if err != nil {
 			return err
@@ -87,7 +87,7 @@ func (t table[T]) update(ctx context.Context, key, etag, newETag string, rec T) 
 }
 
 func (t table[T]) delete(ctx context.Context, key, etag string) error {
-	return t.db.tx(ctx, func(tx *sql.Tx) error {
+	return t.db.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE id_key = ? AND (? = '' OR etag = ?)`, key, etag, etag)
 		if err != nil {
 			return err
@@ -100,7 +100,7 @@ func (t table[T]) delete(ctx context.Context, key, etag string) error {
 }
 
 // missOrStale explains why a conditional write touched no row.
-func (t table[T]) missOrStale(ctx context.Context, tx *sql.Tx, key string) error {
+func (t table[T]) missOrStale(ctx context.Context, tx *wtx, key string) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+t.name+` WHERE id_key = ?`, key).Scan(&n); err != nil {
 		return err
@@ -112,7 +112,7 @@ func (t table[T]) missOrStale(ctx context.Context, tx *sql.Tx, key string) error
 }
 
 func (t table[T]) list(ctx context.Context, where string, args []any, limit int) ([]T, error) {
-	rows, err := t.db.read.QueryContext(ctx, `SELECT body FROM `+t.name+` WHERE `+where+` ORDER BY id_key LIMIT ?`, append(args, limit)...)
+	rows, err := t.db.reads.QueryContext(ctx, `SELECT body FROM `+t.name+` WHERE `+where+` ORDER BY id_key LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, err, "list %s", t.name)
 	}

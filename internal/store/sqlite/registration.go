@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/usher-iot/usher/internal/dps"
 )
@@ -22,7 +21,7 @@ func (db *DB) PutRegistration(ctx context.Context, r dps.Registration) error {
 	if err != nil {
 		return err
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO registrations (id_key, group_key, etag, body) VALUES (?, ?, ?, ?)
 			ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body`,
 			dps.IDKey(r.RegistrationID), dps.IDKey(r.GroupID), r.ETag, body)
