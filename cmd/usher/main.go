@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		policyCommand(e),
 		enrollmentCommand(e),
 		groupCommand(e),
+		deviceCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)

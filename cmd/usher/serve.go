@@ -23,6 +23,7 @@ import (
 	"github.com/usher-iot/usher/internal/hub"
 	"github.com/usher-iot/usher/internal/hubassign"
 	"github.com/usher-iot/usher/internal/instance"
+	"github.com/usher-iot/usher/internal/mqttapi"
 	"github.com/usher-iot/usher/internal/pki"
 	"github.com/usher-iot/usher/internal/sas"
 	"github.com/usher-iot/usher/internal/store/sqlite"
@@ -101,9 +102,15 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if err != nil {
 		return fmt.Errorf("https: %w", err)
 	}
-	endpoints := instance.Endpoints{HostNames: cfg.Hostnames, HubHost: cfg.HubHostName(), HTTPSAddr: ln.Addr().String(), MQTTAddr: cfg.MQTTAddr, CAFile: caFile}
+	mqttLn, err := net.Listen("tcp", cfg.MQTTAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	endpoints := instance.Endpoints{HostNames: cfg.Hostnames, HubHost: cfg.HubHostName(), HTTPSAddr: ln.Addr().String(), MQTTAddr: mqttLn.Addr().String(), CAFile: caFile}
 	if err := instance.SaveEndpoints(ctx, db, endpoints); err != nil {
 		ln.Close()
+		mqttLn.Close()
 		return err
 	}
 	if !strings.Contains(cfg.HubHostName(), ".") {
@@ -113,6 +120,12 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
 		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log,
 	})
+	mqttSrv, err := mqttapi.New(mqttapi.Options{Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds})
+	if err != nil {
+		ln.Close()
+		mqttLn.Close()
+		return err
+	}
 	var ready atomic.Bool
 	api := httpapi.New(httpapi.Options{
 		Logger:      log,
@@ -134,18 +147,32 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(tls.NewListener(ln, tlsConf)) }()
+	mqttCtx, stopMQTT := context.WithCancel(ctx)
+	defer stopMQTT()
+	mqttServed := make(chan error, 1)
+	go func() { mqttServed <- mqttSrv.Serve(mqttCtx, mqttLn) }()
+	// stopMQTTAndWait closes the MQTT listener and connections and waits for Serve.
+	stopMQTTAndWait := func() error { stopMQTT(); return <-mqttServed }
 	ready.Store(true)
 	if err := printBanner(ctx, e.stdout, db, idScope, endpoints); err != nil {
 		srv.Close()
+		_ = stopMQTTAndWait()
 		return err
 	}
-	log.Info("usher is serving", "https", endpoints.HTTPSAddr, "idScope", idScope)
+	log.Info("usher is serving", "https", endpoints.HTTPSAddr, "mqtt", endpoints.MQTTAddr, "idScope", idScope)
 	select {
 	case err := <-served:
+		_ = stopMQTTAndWait()
 		return fmt.Errorf("https: %w", err)
+	case err := <-mqttServed:
+		srv.Close()
+		return fmt.Errorf("mqtt: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	if err := stopMQTTAndWait(); err != nil {
+		log.Warn("stopping MQTT", "err", err)
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -218,7 +245,7 @@ func printBanner(ctx context.Context, w io.Writer, db *sqlite.DB, idScope string
 	fmt.Fprintf(&b, "Usher is running.\n")
 	fmt.Fprintf(&b, "  ID scope:          %s\n", idScope)
 	fmt.Fprintf(&b, "  HTTPS:             https://%s%s (listening on %s)\n", ep.HostName(), portSuffix(ep.HTTPSAddr, "443"), ep.HTTPSAddr)
-	fmt.Fprintf(&b, "  MQTT:              mqtts://%s%s (from the provisioning issue on)\n", ep.HostName(), portSuffix(ep.MQTTAddr, "8883"))
+	fmt.Fprintf(&b, "  MQTT:              mqtts://%s%s (listening on %s)\n", ep.HostName(), portSuffix(ep.MQTTAddr, "8883"), ep.MQTTAddr)
 	if ep.CAFile != "" {
 		fmt.Fprintf(&b, "  CA file:           %s\n", ep.CAFile)
 	}

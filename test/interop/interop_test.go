@@ -7,7 +7,10 @@
 // loopback address) with a fresh data directory, and stops it with SIGTERM
 // at the end. Each test runs a node:test file from this directory with the
 // server's CA in NODE_EXTRA_CA_CERTS. The SDK behaviour these tests rely on is
-// described in shared/spec/wire/dps-service-enrollments.md.
+// described in shared/spec/wire: dps-service-enrollments.md for the service
+// SDK, dps-https-register.md and dps-mqtt-register.md for the device SDK, and
+// hub-service-registry.md for the hub Registry that checks what provisioning
+// created.
 //
 // Binding 443 needs root (or a lowered net.ipv4.ip_unprivileged_port_start), and the SDKs must be
 // installed with `npm ci --prefix test/interop`; without either the tests
@@ -45,7 +48,9 @@ const (
 
 	startTimeout = 60 * time.Second
 	stopTimeout  = 10 * time.Second
-	nodeTimeout  = 120 * time.Second
+	// nodeTimeout bounds one node:test file. Device registrations take about
+	// a second each (the server answers retry-after 1), so leave room.
+	nodeTimeout = 180 * time.Second
 )
 
 // serverInfo is the output of `usher info --json`.
@@ -144,19 +149,46 @@ func mustNode(tb testing.TB, packages ...string) string {
 }
 
 func TestDPSServiceSDK(t *testing.T) {
+	runNodeSuite(t, "dps_service.test.mjs", "azure-iot-provisioning-service")
+}
+
+func TestDPSDeviceSDK(t *testing.T) {
+	runNodeSuite(t, "dps_device.test.mjs",
+		"azure-iot-provisioning-service",
+		"azure-iot-provisioning-device",
+		"azure-iot-provisioning-device-http",
+		"azure-iot-provisioning-device-mqtt",
+		"azure-iot-security-symmetric-key",
+		"azure-iothub",
+	)
+}
+
+// runNodeSuite runs one node:test file against the server TestMain started,
+// after checking that the SDK packages it imports are installed, and fails
+// the test unless node ran at least one test and none failed. Every file gets
+// the same environment (see nodeEnv) and uses what it needs.
+func runNodeSuite(t *testing.T, file string, packages ...string) {
+	t.Helper()
 	skipIfOptedOut(t)
-	node := mustNode(t, "azure-iot-provisioning-service")
+	node := mustNode(t, packages...)
 	srv := mustServer(t)
 
-	res := runNodeTest(t, node, "dps_service.test.mjs",
-		"NODE_EXTRA_CA_CERTS="+srv.info.CAFile,
-		"USHER_CONNECTION_STRING="+srv.info.ServiceConnectionString,
-	)
+	res := runNodeTest(t, node, file, nodeEnv(srv.info)...)
 	if res.err != nil || res.fail != 0 || res.pass == 0 {
 		t.Logf("server log:\n%s", srv.stderr)
-		t.Fatalf("node --test dps_service.test.mjs: %s%s", res.summary(), res.transcript())
+		t.Fatalf("node --test %s: %s%s", file, res.summary(), res.transcript())
 	}
-	t.Logf("node --test dps_service.test.mjs: %s", res.summary())
+	t.Logf("node --test %s: %s", file, res.summary())
+}
+
+// nodeEnv is what the node test files read from their environment.
+func nodeEnv(info serverInfo) []string {
+	return []string{
+		"NODE_EXTRA_CA_CERTS=" + info.CAFile,
+		"USHER_CONNECTION_STRING=" + info.ServiceConnectionString,
+		"USHER_HUB_CONNECTION_STRING=" + info.HubConnectionString,
+		"USHER_ID_SCOPE=" + info.IDScope,
+	}
 }
 
 // nodeResult is the outcome of one `node --test` run.
@@ -297,6 +329,9 @@ func startServer(root, dir string) (*server, error) {
 		cmd: exec.Command(bin, "serve",
 			"--data-dir", data,
 			"--hostname", host,
+			// The hub's name is what devices get as assignedHub and what the
+			// hub connection string names; an IP has the dots the C SDK needs.
+			"--hub-hostname", host,
 			"--https-addr", host+":443",
 			"--mqtt-addr", host+":8883",
 		),
@@ -354,7 +389,9 @@ func readInfo(bin, data string) (serverInfo, error) {
 	}
 	var missing []string
 	for name, v := range map[string]string{
+		"idScope":                 info.IDScope,
 		"serviceConnectionString": info.ServiceConnectionString,
+		"hubConnectionString":     info.HubConnectionString,
 		"caFile":                  info.CAFile,
 		"hostName":                info.HostName,
 	} {
@@ -367,6 +404,9 @@ func readInfo(bin, data string) (serverInfo, error) {
 	}
 	if info.HostName != host {
 		return serverInfo{}, fmt.Errorf("usher info --json: hostName %q, want %q (the SDK dials it on 443)", info.HostName, host)
+	}
+	if info.HubHostName != host {
+		return serverInfo{}, fmt.Errorf("usher info --json: hubHostName %q, want %q (devices get it as assignedHub)", info.HubHostName, host)
 	}
 	return info, nil
 }

@@ -1,0 +1,208 @@
+package mqttapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/wire"
+)
+
+// DPS topics (dps-protocol.md §4.2; wire/dps-mqtt-register.md,
+// wire/c-sdk-dps-mqtt-register.md).
+const (
+	dpsResponseFilter = "$dps/registrations/res/#"
+	dpsRegisterTopic  = "$dps/registrations/PUT/iotdps-register/?"
+	dpsPollTopic      = "$dps/registrations/GET/iotdps-get-operationstatus/?"
+	dpsResponseTopic  = "$dps/registrations/res/"
+)
+
+// dpsHandler serves devices registering over MQTT: it decodes the request
+// topics, calls the registrar, and encodes its answers the way the HTTPS
+// device API does (internal/httpapi/registration.go), with the status in
+// the response topic.
+type dpsHandler struct {
+	reg        *dps.Registrar
+	retryAfter int
+	now        func() time.Time
+	log        *slog.Logger
+}
+
+var _ handler = (*dpsHandler)(nil)
+
+// authenticate admits every well-formed DPS CONNECT, whatever its
+// password: real DPS accepts the connection and answers bad credentials with
+// a 401 on the response topic (dps-protocol.md §4.1, observed from the
+// service), which gives the SDKs a typed error (Node: UnauthorizedError)
+// instead of a bare "connection refused". The registrar verifies the token
+// on every request, so an unauthenticated connection can do nothing but be
+// told 401.
+func (h *dpsHandler) authenticate(context.Context, identity, string) error { return nil }
+
+// configure makes every DPS session clean and will-less: DPS keeps no
+// sessions (dps-protocol.md §4.1; Python connects with clean session
+// false), so a reconnecting device never resumes stale subscriptions or
+// answers, and no SDK sends a will.
+func (h *dpsHandler) configure(cl *mqtt.Client) {
+	cl.Properties.Clean = true
+	cl.Properties.Will = mqtt.Will{}
+}
+
+func (h *dpsHandler) maySubscribe(filter string) bool { return filter == dpsResponseFilter }
+
+func (h *dpsHandler) mayPublish(topic string) bool {
+	_, ok := parseDPSRequest(topic)
+	return ok
+}
+
+// dpsRequest is a parsed request topic.
+type dpsRequest struct {
+	register    bool   // register, else operation status
+	rid         string // echoed exactly as sent
+	operationID string // percent-decoded
+}
+
+// parseDPSRequest reads a request topic. The query is split by hand: $rid
+// must be echoed byte for byte (Python sends it URL-quoted and compares
+// the quoted form), and the C SDK sends operationId unescaped.
+func parseDPSRequest(topic string) (dpsRequest, bool) {
+	var r dpsRequest
+	var query string
+	switch {
+	case strings.HasPrefix(topic, dpsRegisterTopic):
+		r.register, query = true, topic[len(dpsRegisterTopic):]
+	case strings.HasPrefix(topic, dpsPollTopic):
+		query = topic[len(dpsPollTopic):]
+	default:
+		return r, false
+	}
+	var haveRID, haveOp bool
+	for _, pair := range strings.Split(query, "&") {
+		k, v, _ := strings.Cut(pair, "=")
+		switch {
+		case k == "$rid" && !haveRID:
+			r.rid, haveRID = v, true
+		case k == "operationId" && !haveOp:
+			if d, err := url.QueryUnescape(v); err == nil {
+				v = d
+			}
+			r.operationID, haveOp = v, true
+		}
+	}
+	return r, true
+}
+
+// serve answers one request on the session's connection: 202 with
+// "assigning" for a registration (the work is done; the poll returns it),
+// 200 with the operation for a poll, and errors with the status and body of
+// the one DPS error table (wire.DPSError).
+func (h *dpsHandler) serve(ctx context.Context, s *session, topic string, payload []byte) {
+	req, _ := parseDPSRequest(topic)
+	status, body, err := h.answer(ctx, s, req, payload)
+	if err != nil {
+		trackingID := newTrackingID()
+		var details wire.ErrorDetails
+		status, details = wire.DPSError(err, trackingID, h.now())
+		body = details
+		if status >= 500 {
+			h.log.Error("MQTT request failed", "trackingId", trackingID, "session", s, "register", req.register, "err", err)
+		} else {
+			h.log.Debug("MQTT request refused", "trackingId", trackingID, "session", s, "register", req.register, "status", status, "err", err)
+		}
+	}
+	s.send(h.responseTopic(status, req.rid), encodeJSON(body))
+}
+
+func (h *dpsHandler) answer(ctx context.Context, s *session, req dpsRequest, payload []byte) (int, any, error) {
+	switch {
+	case req.rid == "":
+		return 0, nil, fault.New(fault.Invalid, "the request topic has no $rid")
+	case len(payload) > MaxPayloadBytes:
+		return 0, nil, fault.New(fault.TooLarge, "the request payload is larger than %d bytes", MaxPayloadBytes)
+	case req.register:
+		return h.register(ctx, s, payload)
+	}
+	return h.poll(ctx, s, req)
+}
+
+// register decodes the optional DeviceRegistration payload: JSON with or
+// without registrationId, or nothing at all (C# without a payload, the
+// embedded SDK); the registration ID is the connection's.
+func (h *dpsHandler) register(ctx context.Context, s *session, payload []byte) (int, any, error) {
+	var body wire.DeviceRegistration
+	if len(bytes.TrimSpace(payload)) > 0 {
+		if err := wire.Decode(payload, &body); err != nil {
+			return 0, nil, err
+		}
+	}
+	if body.TPM != nil {
+		return 0, nil, fault.New(fault.Unsupported, "TPM attestation is not supported yet; use a symmetric key")
+	}
+	op, err := h.reg.Register(ctx, dps.RegisterRequest{
+		IDScope: s.id.scope, RegistrationID: s.id.id, Proof: dps.Proof{SASToken: s.password},
+		BodyRegistrationID: body.RegistrationID, Payload: body.Payload,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return 202, wire.Assigning(op), nil
+}
+
+// poll answers an operation status request; its payload (" " from Node,
+// the registration JSON from the C SDK, nothing from C#) is ignored.
+func (h *dpsHandler) poll(ctx context.Context, s *session, req dpsRequest) (int, any, error) {
+	if req.operationID == "" {
+		return 0, nil, fault.New(fault.Invalid, "the request topic has no operationId")
+	}
+	op, err := h.reg.OperationStatus(ctx, s.id.scope, s.id.id, req.operationID, dps.Proof{SASToken: s.password})
+	if err != nil {
+		return 0, nil, err
+	}
+	if op.Status == dps.Assigning {
+		return 202, wire.FromOperation(op), nil
+	}
+	return 200, wire.FromOperation(op), nil
+}
+
+// responseTopic is $dps/registrations/res/{status}/?$rid={rid}, $rid first
+// (C# matches the topic with a regular expression that requires it, Python
+// splits on '$'), then retry-after in seconds when the device should come
+// back: on 202, 429 and 5xx (the C SDK repeats requests answered ≥ 429).
+func (h *dpsHandler) responseTopic(status int, rid string) string {
+	t := dpsResponseTopic + strconv.Itoa(status) + "/?$rid=" + rid
+	if status == 202 || status == 429 || status >= 500 {
+		t += "&retry-after=" + strconv.Itoa(h.retryAfter)
+	}
+	return t
+}
+
+// encodeJSON renders an answer as the HTTPS API does, without the trailing
+// newline.
+func encodeJSON(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // the wire types always encode
+		return []byte(`{}`)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// newTrackingID returns a random UUID-shaped ID for an error answer.
+func newTrackingID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
