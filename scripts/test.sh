@@ -36,5 +36,7 @@ fuzz ./internal/sas FuzzParseConnectionString
 fuzz ./internal/twinquery FuzzParse
 fuzz ./internal/twinquery FuzzParseCondition
 fuzz ./internal/wire FuzzDecodeEnrollment
+fuzz ./internal/mqttapi FuzzParseUsername
+fuzz ./internal/mqttapi FuzzParseDPSRequest
 
 step "all checks passed"
