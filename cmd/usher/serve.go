@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,35 +99,76 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPSAddr)
+	lns, err := openListeners(cfg)
 	if err != nil {
-		return fmt.Errorf("https: %w", err)
+		return err
 	}
-	mqttLn, err := net.Listen("tcp", cfg.MQTTAddr)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("mqtt: %w", err)
-	}
-	endpoints := instance.Endpoints{HostNames: cfg.Hostnames, HubHost: cfg.HubHostName(), HTTPSAddr: ln.Addr().String(), MQTTAddr: mqttLn.Addr().String(), CAFile: caFile}
+	endpoints := instance.Endpoints{HostNames: cfg.Hostnames, HubHost: cfg.HubHostName(), HTTPSAddr: lns.https.Addr().String(), MQTTAddr: lns.mqtt.Addr().String(), CAFile: caFile}
 	if err := instance.SaveEndpoints(ctx, db, endpoints); err != nil {
-		ln.Close()
-		mqttLn.Close()
+		lns.close()
 		return err
 	}
 	if !strings.Contains(cfg.HubHostName(), ".") {
 		log.Warn("the hub host name has no dot; the Azure IoT C SDK refuses such an assignedHub. Give real fleets a dotted name with --hub-hostname (and --hostname)", "hubHostName", cfg.HubHostName())
 	}
+	s, err := newServers(cfg, db, idScope, tlsConf, log)
+	if err != nil {
+		lns.close()
+		return err
+	}
+	return s.run(ctx, lns, func() error {
+		if err := printBanner(ctx, e.stdout, db, idScope, endpoints); err != nil {
+			return err
+		}
+		log.Info("usher is serving", "https", endpoints.HTTPSAddr, "mqtt", endpoints.MQTTAddr, "idScope", idScope)
+		return nil
+	})
+}
+
+// listeners are opened before anything is announced, so the recorded
+// addresses are the bound ones (port 0 works).
+type listeners struct{ https, mqtt net.Listener }
+
+func openListeners(cfg Config) (listeners, error) {
+	var l listeners
+	var err error
+	if l.https, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
+		return l, fmt.Errorf("https: %w", err)
+	}
+	if l.mqtt, err = net.Listen("tcp", cfg.MQTTAddr); err != nil {
+		l.https.Close()
+		return l, fmt.Errorf("mqtt: %w", err)
+	}
+	return l, nil
+}
+
+func (l listeners) close() {
+	l.https.Close()
+	l.mqtt.Close()
+}
+
+// servers are the HTTPS and MQTT servers over the wired services, and the
+// background work they own.
+type servers struct {
+	log       *slog.Logger
+	https     *http.Server
+	tls       *tls.Config
+	mqtt      *mqttapi.Server
+	registrar *dps.Registrar
+	ready     *atomic.Bool
+}
+
+// newServers wires the domain services to the transports by hand.
+func newServers(cfg Config, db *sqlite.DB, idScope string, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
 	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName()})
 	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
 		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log,
 	})
 	mqttSrv, err := mqttapi.New(mqttapi.Options{Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds})
 	if err != nil {
-		ln.Close()
-		mqttLn.Close()
-		return err
+		return nil, err
 	}
-	var ready atomic.Bool
+	ready := &atomic.Bool{}
 	api := httpapi.New(httpapi.Options{
 		Logger:      log,
 		Enrollments: dps.NewService(db, dps.Options{}),
@@ -137,48 +179,58 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		RetryAfter:  retryAfterSeconds,
 		Ready:       ready.Load,
 	})
-	go expireOperations(ctx, registrar, log)
-	srv := &http.Server{
-		Handler:           api,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	return &servers{
+		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, ready: ready,
+		https: &http.Server{
+			Handler:           api,
+			TLSConfig:         tlsConf,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		},
+	}, nil
+}
+
+// run serves until ctx ends or a server fails, calling started once both
+// listen; then it stops everything it started and waits for it.
+func (s *servers) run(ctx context.Context, lns listeners, started func() error) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	httpsDone := make(chan error, 1)
+	go func() { httpsDone <- s.https.Serve(tls.NewListener(lns.https, s.tls)) }()
+	mqttDone := make(chan error, 1)
+	go func() { mqttDone <- s.mqtt.Serve(ctx, lns.mqtt) }()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); expireOperations(ctx, s.registrar, s.log) }()
+	s.ready.Store(true)
+
+	var err error
+	if err = started(); err == nil {
+		select {
+		case err = <-httpsDone:
+			err = fmt.Errorf("https: %w", err)
+			httpsDone <- nil
+		case err = <-mqttDone:
+			err = fmt.Errorf("mqtt: %w", err)
+			mqttDone <- nil
+		case <-ctx.Done():
+			s.log.Info("shutting down")
+		}
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(tls.NewListener(ln, tlsConf)) }()
-	mqttCtx, stopMQTT := context.WithCancel(ctx)
-	defer stopMQTT()
-	mqttServed := make(chan error, 1)
-	go func() { mqttServed <- mqttSrv.Serve(mqttCtx, mqttLn) }()
-	// stopMQTTAndWait closes the MQTT listener and connections and waits for Serve.
-	stopMQTTAndWait := func() error { stopMQTT(); return <-mqttServed }
-	ready.Store(true)
-	if err := printBanner(ctx, e.stdout, db, idScope, endpoints); err != nil {
-		srv.Close()
-		_ = stopMQTTAndWait()
-		return err
-	}
-	log.Info("usher is serving", "https", endpoints.HTTPSAddr, "mqtt", endpoints.MQTTAddr, "idScope", idScope)
-	select {
-	case err := <-served:
-		_ = stopMQTTAndWait()
-		return fmt.Errorf("https: %w", err)
-	case err := <-mqttServed:
-		srv.Close()
-		return fmt.Errorf("mqtt: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	if err := stopMQTTAndWait(); err != nil {
-		log.Warn("stopping MQTT", "err", err)
+	s.ready.Store(false)
+	stop()
+	if mErr := <-mqttDone; mErr != nil {
+		s.log.Warn("stopping MQTT", "err", mErr)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if hErr := s.https.Shutdown(shutdownCtx); hErr != nil && !errors.Is(hErr, http.ErrServerClosed) && err == nil {
+		err = hErr
 	}
-	return nil
+	<-httpsDone
+	wg.Wait()
+	return err
 }
 
 // Token and polling timing (dps-protocol.md §2.6, §3.2).
