@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,7 +268,7 @@ func expireOperations(ctx context.Context, r *dps.Registrar, log *slog.Logger) {
 func serverTLS(cfg Config, now time.Time) (*tls.Config, string, error) {
 	certFile, keyFile, caFile := cfg.TLSCert, cfg.TLSKey, ""
 	if certFile == "" {
-		m, err := pki.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.Hostnames, now)
+		m, err := pki.Ensure(filepath.Join(cfg.DataDir, "tls"), append(slices.Clone(cfg.Hostnames), cfg.HubHostName()), now)
 		if err != nil {
 			return nil, "", fmt.Errorf("TLS material: %w", err)
 		}

@@ -103,7 +103,7 @@ func TestRestartReusesIdentityAndReissuesOnHostChange(t *testing.T) {
 		t.Errorf("a restart with the same host names re-issued the server certificate")
 	}
 
-	third := serveOnce(t, dir, "--hostname", "usher.example.test", "--hostname", "10.1.2.3")
+	third := serveOnce(t, dir, "--hostname", "usher.example.test", "--hostname", "10.1.2.3", "--hub-hostname", "hub.example.test")
 	caAfter, _ := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
 	if string(caAfter) != string(caBefore) {
 		t.Errorf("changing host names replaced the CA")
@@ -114,6 +114,9 @@ func TestRestartReusesIdentityAndReissuesOnHostChange(t *testing.T) {
 	}
 	if err := leaf.VerifyHostname("usher.example.test"); err != nil {
 		t.Errorf("new certificate: %v", err)
+	}
+	if err := leaf.VerifyHostname("hub.example.test"); err != nil {
+		t.Errorf("the certificate must cover --hub-hostname: %v", err)
 	}
 	if err := leaf.VerifyHostname("10.1.2.3"); err != nil {
 		t.Errorf("new certificate: %v", err)
