@@ -62,7 +62,10 @@ type Twin struct {
 	DesiredVersion  int64
 	Reported        map[string]any
 	ReportedVersion int64
-	Updated         time.Time
+	// Configurations maps a configuration (deployment) ID to its status on
+	// this twin: "Targeted" or "Applied".
+	Configurations map[string]string
+	Updated        time.Time
 }
 
 // Identity is a device with its twin and its module identities and their

@@ -10,20 +10,26 @@ import (
 
 // Service holds the hub's use cases.
 type Service struct {
-	store    Store
-	hostName string
-	now      func() time.Time
+	store         Store
+	hostName      string
+	now           func() time.Time
+	bus           *Bus
+	onTagsChanged func(ctx context.Context, deviceID string)
 }
 
 // Options configure a Service.
 type Options struct {
 	HostName string           // the name devices connect to (assignedHub)
 	Now      func() time.Time // time.Now when nil
+	Bus      *Bus             // connected devices; a private one when nil
 }
 
 // NewService returns the hub's use cases over store.
 func NewService(store Store, opts Options) *Service {
-	s := &Service{store: store, hostName: opts.HostName, now: opts.Now}
+	s := &Service{store: store, hostName: opts.HostName, now: opts.Now, bus: opts.Bus}
+	if s.bus == nil {
+		s.bus = NewBus()
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -17,4 +17,9 @@ type Store interface {
 	// transaction writes the given twin (when not nil) and creates any of
 	// the modules (with their twins) that do not exist yet.
 	UpdateIdentity(ctx context.Context, d Device, etag string, twin *Twin, modules []Module, moduleTwins []Twin) error
+	// TwinRecords lists device twins (modules false) or module twins with
+	// their devices, ordered by TwinKey, after after.
+	TwinRecords(ctx context.Context, modules bool, after TwinKey, limit int) ([]TwinRecord, error)
+	// UpdateTwin replaces the twin whose stored etag is etag.
+	UpdateTwin(ctx context.Context, t Twin, etag string) error
 }

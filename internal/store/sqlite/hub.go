@@ -130,3 +130,57 @@ func addModules(ctx context.Context, tx *wtx, modules []hub.Module, twins []hub.
 	}
 	return nil
 }
+
+// UpdateTwin implements hub.Store.
+func (db *DB) UpdateTwin(ctx context.Context, t hub.Twin, etag string) error {
+	body, err := encode(t)
+	if err != nil {
+		return err
+	}
+	return db.tx(ctx, func(tx *wtx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE hub_twins SET etag = ?, body = ? WHERE device_id = ? AND module_id = ? AND (? = '' OR etag = ?)`, t.ETag, body, t.DeviceID, t.ModuleID, etag, etag)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var c int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM hub_twins WHERE device_id = ? AND module_id = ?`, t.DeviceID, t.ModuleID).Scan(&c); err != nil {
+				return err
+			}
+			if c == 0 {
+				return fault.New(fault.NotFound, "not found")
+			}
+			return fault.New(fault.PreconditionFailed, "etag mismatch")
+		}
+		return nil
+	})
+}
+
+// TwinRecords implements hub.Store.
+func (db *DB) TwinRecords(ctx context.Context, modules bool, after hub.TwinKey, limit int) ([]hub.TwinRecord, error) {
+	q := `SELECT t.body, d.body FROM hub_twins t JOIN hub_devices d ON d.device_id = t.device_id
+		WHERE (t.module_id = '') = ? AND (t.device_id > ? OR (t.device_id = ? AND t.module_id > ?))
+		ORDER BY t.device_id, t.module_id LIMIT ?`
+	rows, err := db.reads.QueryContext(ctx, q, !modules, after.DeviceID, after.DeviceID, after.ModuleID, limit)
+	if err != nil {
+		return nil, fault.Wrap(fault.Internal, err, "list twins")
+	}
+	defer rows.Close()
+	var out []hub.TwinRecord
+	for rows.Next() {
+		var tb, dbody string
+		if err := rows.Scan(&tb, &dbody); err != nil {
+			return nil, fault.Wrap(fault.Internal, err, "list twins")
+		}
+		t, err := decode[hub.Twin](tb)
+		if err != nil {
+			return nil, err
+		}
+		d, err := decode[hub.Device](dbody)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hub.TwinRecord{Twin: t, Device: d})
+	}
+	return out, internal(rows.Err())
+}

@@ -1,0 +1,102 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/usher-iot/usher/internal/fault"
+)
+
+// Conn is a device or module connected through a transport (MQTT today).
+// The bus calls it; it must not block for long.
+type Conn interface {
+	// DesiredChanged delivers a desired-properties patch with its version.
+	DesiredChanged(patch map[string]any, version int64)
+	// InvokeMethod sends a direct method request and waits for the answer
+	// until ctx ends (fault.Unavailable when the device does not listen for
+	// methods).
+	InvokeMethod(ctx context.Context, name string, payload json.RawMessage) (status int, answer json.RawMessage, err error)
+	// Close disconnects the device (disabled or deleted).
+	Close(reason string)
+}
+
+// Bus connects the hub's use cases to the devices connected to this
+// process: desired-property pushes, direct methods, disconnects. A
+// multi-node deployment replaces it with one that fans out across nodes.
+type Bus struct {
+	mu    sync.Mutex
+	conns map[connKey]map[Conn]struct{}
+}
+
+type connKey struct{ device, module string }
+
+// NewBus returns an empty bus.
+func NewBus() *Bus { return &Bus{conns: map[connKey]map[Conn]struct{}{}} }
+
+// Attach registers a connection of a device (moduleID "") or module and
+// returns the function that detaches it.
+func (b *Bus) Attach(deviceID, moduleID string, c Conn) (detach func()) {
+	k := connKey{deviceID, moduleID}
+	b.mu.Lock()
+	if b.conns[k] == nil {
+		b.conns[k] = map[Conn]struct{}{}
+	}
+	b.conns[k][c] = struct{}{}
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.conns[k], c)
+		if len(b.conns[k]) == 0 {
+			delete(b.conns, k)
+		}
+	}
+}
+
+func (b *Bus) lookup(deviceID, moduleID string) []Conn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Conn
+	for c := range b.conns[connKey{deviceID, moduleID}] {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Connected reports whether the device or module has a connection here.
+func (b *Bus) Connected(deviceID, moduleID string) bool { return len(b.lookup(deviceID, moduleID)) > 0 }
+
+// DesiredChanged pushes a desired patch to the twin's connections.
+func (b *Bus) DesiredChanged(deviceID, moduleID string, patch map[string]any, version int64) {
+	for _, c := range b.lookup(deviceID, moduleID) {
+		c.DesiredChanged(patch, version)
+	}
+}
+
+// InvokeMethod calls a direct method on a connected device or module.
+// Errors: fault.NotFound ("not online") when nothing is connected.
+func (b *Bus) InvokeMethod(ctx context.Context, deviceID, moduleID, name string, payload json.RawMessage) (int, json.RawMessage, error) {
+	conns := b.lookup(deviceID, moduleID)
+	if len(conns) == 0 {
+		return 0, nil, fault.New(fault.NotFound, "Device %q is not online.", deviceID)
+	}
+	return conns[0].InvokeMethod(ctx, name, payload)
+}
+
+// Disconnect closes every connection of a device and of its modules.
+func (b *Bus) Disconnect(deviceID, reason string) {
+	b.mu.Lock()
+	var all []Conn
+	for k, set := range b.conns {
+		if k.device == deviceID {
+			for c := range set {
+				all = append(all, c)
+			}
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range all {
+		c.Close(reason)
+	}
+}
