@@ -51,7 +51,10 @@ type recorder struct {
 	version int64
 }
 
-func (r *recorder) DesiredChanged(p map[string]any, v int64) { r.patches = append(r.patches, p); r.version = v }
+func (r *recorder) DesiredChanged(p map[string]any, v int64) {
+	r.patches = append(r.patches, p)
+	r.version = v
+}
 func (r *recorder) InvokeMethod(context.Context, string, json.RawMessage) (int, json.RawMessage, error) {
 	return 200, nil, nil
 }
