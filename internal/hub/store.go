@@ -2,10 +2,18 @@ package hub
 
 import "context"
 
-// Store persists the registry and twins. Errors: fault.NotFound,
-// fault.Conflict (create of an existing device), fault.PreconditionFailed
-// (etag mismatch). An etag argument of "" means unconditional.
+// Store persists everything the hub keeps. Each part is declared beside
+// the use cases that need it. Errors: fault.NotFound, fault.Conflict (create
+// of an existing record), fault.PreconditionFailed (etag mismatch). An etag
+// argument of "" means unconditional.
 type Store interface {
+	RegistryStore
+	ConfigurationStore
+	MessageStore
+}
+
+// RegistryStore persists devices, modules and twins.
+type RegistryStore interface {
 	Device(ctx context.Context, id string) (Device, error)
 	Module(ctx context.Context, deviceID, moduleID string) (Module, error)
 	// Twin returns a device twin (moduleID "") or a module twin.
