@@ -61,8 +61,33 @@ func (f *connFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.address, "address", "", "host:port to dial instead of the connection string's HostName:443 (TLS still checks HostName)")
 }
 
-// dial resolves the connection flags into a client.
+// dial resolves the connection flags into a DPS service client.
 func (f *connFlags) dial(ctx context.Context, e *env) (*client.Client, error) {
+	return f.dialTo(ctx, e, dpsTarget)
+}
+
+// dialHub resolves the connection flags into a client of the hub's service
+// API: --login is then a hub connection string (env
+// USHER_HUB_CONNECTION_STRING), and a data directory gives its
+// hubConnectionString.
+func (f *connFlags) dialHub(ctx context.Context, e *env) (*client.Client, error) {
+	return f.dialTo(ctx, e, hubTarget)
+}
+
+// target is which service a command talks to.
+type target struct {
+	name  string
+	env   string
+	cs    func(Info) string
+	newFn func(sas.ConnectionString, client.Options) (*client.Client, error)
+}
+
+var (
+	dpsTarget = target{"DPS", "USHER_CONNECTION_STRING", func(i Info) string { return i.ServiceConnectionString }, client.New}
+	hubTarget = target{"hub", "USHER_HUB_CONNECTION_STRING", func(i Info) string { return i.HubConnectionString }, client.NewHub}
+)
+
+func (f *connFlags) dialTo(ctx context.Context, e *env, t target) (*client.Client, error) {
 	if f.login != "" && f.connectionString != "" && f.login != f.connectionString {
 		return nil, errors.New("give --login or --connection-string, not both")
 	}
@@ -71,25 +96,25 @@ func (f *connFlags) dial(ctx context.Context, e *env) (*client.Client, error) {
 		cs = f.connectionString
 	}
 	if cs == "" && f.dataDir == "" {
-		cs = e.getenv("USHER_CONNECTION_STRING")
+		cs = e.getenv(t.env)
 	}
 	if cs != "" {
 		parsed, err := sas.ParseConnectionString(cs)
 		if err != nil {
 			return nil, fmt.Errorf("connection string: %w", err)
 		}
-		return client.New(parsed, client.Options{CAFile: f.caFile, Address: f.address})
+		return t.newFn(parsed, client.Options{CAFile: f.caFile, Address: f.address})
 	}
-	return f.dialDataDir(ctx, dataDirOr(f.dataDir, e))
+	return f.dialDataDir(ctx, dataDirOr(f.dataDir, e), t)
 }
 
 // dialDataDir connects with what a server recorded in its data directory.
-func (f *connFlags) dialDataDir(ctx context.Context, dir string) (*client.Client, error) {
+func (f *connFlags) dialDataDir(ctx context.Context, dir string, t target) (*client.Client, error) {
 	info, err := readInfo(ctx, dir)
 	if err != nil {
-		return nil, fmt.Errorf("no DPS to talk to (pass --login CONNECTION_STRING, set USHER_CONNECTION_STRING, or point --data-dir at a server's data directory): %w", err)
+		return nil, fmt.Errorf("no %s to talk to (pass --login CONNECTION_STRING, set %s, or point --data-dir at a server's data directory): %w", t.name, t.env, err)
 	}
-	cs, err := sas.ParseConnectionString(info.ServiceConnectionString)
+	cs, err := sas.ParseConnectionString(t.cs(info))
 	if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	}
@@ -103,7 +128,7 @@ func (f *connFlags) dialDataDir(ctx context.Context, dir string) (*client.Client
 	if ca == "" {
 		ca = info.CAFile
 	}
-	return client.New(cs, client.Options{CAFile: ca, Address: addr})
+	return t.newFn(cs, client.Options{CAFile: ca, Address: addr})
 }
 
 // localAddr turns the address a server listened on into one to dial from

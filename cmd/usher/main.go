@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		enrollmentCommand(e),
 		groupCommand(e),
 		deviceCommand(e),
+		hubCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)

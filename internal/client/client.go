@@ -63,12 +63,13 @@ type Options struct {
 // Client calls one DPS instance's service API. It is safe for concurrent
 // use.
 type Client struct {
-	keyName string
-	key     string
-	host    string // host name without port: the token's resource
-	base    url.URL
-	http    *http.Client
-	now     func() time.Time
+	apiVersion string
+	keyName    string
+	key        string
+	host       string // host name without port: the token's resource
+	base       url.URL
+	http       *http.Client
+	now        func() time.Time
 }
 
 // New returns a Client for the service connection string cs. It fails when
@@ -80,12 +81,13 @@ func New(cs sas.ConnectionString, opts Options) (*Client, error) {
 	}
 	host := hostOnly(cs.HostName)
 	c := &Client{
-		keyName: cs.SharedAccessKeyName,
-		key:     cs.SharedAccessKey,
-		host:    host,
-		base:    url.URL{Scheme: "https", Host: cs.HostName},
-		http:    opts.HTTPClient,
-		now:     opts.Now,
+		apiVersion: APIVersion,
+		keyName:    cs.SharedAccessKeyName,
+		key:        cs.SharedAccessKey,
+		host:       host,
+		base:       url.URL{Scheme: "https", Host: cs.HostName},
+		http:       opts.HTTPClient,
+		now:        opts.Now,
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -179,6 +181,11 @@ type request struct {
 // do sends r and decodes a 2xx body into out (when out is non-nil). It
 // returns the response headers.
 func (c *Client) do(ctx context.Context, r request, out any) (http.Header, error) {
+	return c.doQuery(ctx, r, nil, out)
+}
+
+// doQuery is do with extra query parameters besides api-version.
+func (c *Client) doQuery(ctx context.Context, r request, params map[string]string, out any) (http.Header, error) {
 	u := c.base
 	var raw, plain strings.Builder
 	for _, seg := range r.path {
@@ -186,7 +193,11 @@ func (c *Client) do(ctx context.Context, r request, out any) (http.Header, error
 		plain.WriteString("/" + seg)
 	}
 	u.Path, u.RawPath = plain.String(), raw.String()
-	u.RawQuery = url.Values{"api-version": {APIVersion}}.Encode()
+	q := url.Values{"api-version": {c.apiVersion}}
+	for k, v := range params {
+		q.Set(k, v)
+	}
+	u.RawQuery = q.Encode()
 
 	var body io.Reader
 	if r.body != nil {
@@ -246,6 +257,15 @@ func apiError(resp *http.Response, body []byte) error {
 		ErrorCode  json.Number `json:"errorCode"`
 		TrackingID string      `json:"trackingId"`
 		Message    string      `json:"message"`
+	}
+	var hub struct {
+		Message string `json:"Message"`
+	}
+	if err := json.Unmarshal(body, &hub); err == nil && strings.HasPrefix(hub.Message, "ErrorCode:") {
+		// IoT Hub's envelope: "ErrorCode:<Name>;<text>".
+		_, text, _ := strings.Cut(hub.Message, ";")
+		e.Message = text
+		return e
 	}
 	if err := json.Unmarshal(body, &details); err == nil && details.Message != "" {
 		e.Message = details.Message
