@@ -38,5 +38,6 @@ fuzz ./internal/twinquery FuzzParseCondition
 fuzz ./internal/wire FuzzDecodeEnrollment
 fuzz ./internal/mqttapi FuzzParseUsername
 fuzz ./internal/mqttapi FuzzParseDPSRequest
+fuzz ./internal/mqttapi FuzzParseHubTopic
 
 step "all checks passed"

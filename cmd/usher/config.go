@@ -17,15 +17,16 @@ import (
 // defaults, then the config file (--config), then USHER_* environment
 // variables, then flags.
 type Config struct {
-	DataDir   string   `toml:"data-dir"`
-	Hostnames []string `toml:"hostname"`
-	HubHost   string   `toml:"hub-hostname"`
-	HTTPSAddr string   `toml:"https-addr"`
-	MQTTAddr  string   `toml:"mqtt-addr"`
-	TLSCert   string   `toml:"tls-cert"`
-	TLSKey    string   `toml:"tls-key"`
-	LogLevel  string   `toml:"log-level"`
-	LogFormat string   `toml:"log-format"`
+	DataDir        string   `toml:"data-dir"`
+	Hostnames      []string `toml:"hostname"`
+	HubHost        string   `toml:"hub-hostname"`
+	HTTPSAddr      string   `toml:"https-addr"`
+	MQTTAddr       string   `toml:"mqtt-addr"`
+	TLSCert        string   `toml:"tls-cert"`
+	MessageWebhook string   `toml:"message-webhook"`
+	TLSKey         string   `toml:"tls-key"`
+	LogLevel       string   `toml:"log-level"`
+	LogFormat      string   `toml:"log-format"`
 }
 
 // DefaultConfig is the embedded default: everything in ./usher-data, HTTPS
@@ -69,6 +70,7 @@ var settings = []setting{
 	{"mqtt-addr", "address for MQTT over TLS (device registration and hub devices)", false, func(c *Config) any { return &c.MQTTAddr }},
 	{"tls-cert", "PEM certificate chain to serve instead of the generated one (needs --tls-key)", false, func(c *Config) any { return &c.TLSCert }},
 	{"tls-key", "PEM private key for --tls-cert", false, func(c *Config) any { return &c.TLSKey }},
+	{"message-webhook", "http(s) URL that receives every device-to-cloud message as a JSON POST (best effort, never blocks devices)", false, func(c *Config) any { return &c.MessageWebhook }},
 	{"log-level", "debug, info, warn or error", false, func(c *Config) any { return &c.LogLevel }},
 	{"log-format", "text or json", false, func(c *Config) any { return &c.LogFormat }},
 }
@@ -178,6 +180,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q is not host:port", a.name, a.v))
 		}
+	}
+	if w := c.MessageWebhook; w != "" && !strings.HasPrefix(w, "https://") && !strings.HasPrefix(w, "http://") {
+		errs = append(errs, fmt.Errorf("message-webhook %q is not an http(s) URL", w))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key must be given together"))

@@ -35,7 +35,7 @@ USHER_HUB_CONNECTION_STRING; USHER_DATA_DIR, else ./usher-data.`,
 	fs := cmd.PersistentFlags()
 	c.conn.register(fs)
 	fs.Lookup("login").Usage = "hub connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…); env USHER_HUB_CONNECTION_STRING"
-	cmd.AddCommand(c.deviceCommand(), c.twinCommand(), c.deploymentCommand(), c.queryCommand(), c.methodCommand())
+	cmd.AddCommand(c.deviceCommand(), c.twinCommand(), c.deploymentCommand(), c.queryCommand(), c.methodCommand(), c.messagesCommand())
 	return cmd
 }
 

@@ -1,9 +1,19 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/usher-iot/usher/internal/sas"
 )
 
 // provisionDevice enrolls and registers a device and returns its key.
@@ -47,5 +57,46 @@ func TestHubDeviceAndTwinCommands(t *testing.T) {
 	}
 	if _, errOut, err := s.usher(t, "hub", "twin", "update", "--device-id", "cli-dev", "--tags", "[1]"); err == nil || !strings.Contains(errOut, "JSON object") {
 		t.Errorf("bad --tags: err %v, stderr %q", err, errOut)
+	}
+}
+
+func TestHubMessagesFromAnMQTTDevice(t *testing.T) {
+	s := startServer(t, "--hub-hostname", "hub.usher.test")
+	key := provisionDevice(t, s, "talker")
+	tok, err := sas.SignKey(url.QueryEscape("hub.usher.test/devices/talker"), "", key, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(s.Info.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	opts := paho.NewClientOptions().AddBroker("tls://" + s.Info.MQTTAddr).SetClientID("talker").
+		SetUsername("hub.usher.test/talker/?api-version=2021-04-12").SetPassword(tok).
+		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "hub.usher.test"}).SetProtocolVersion(4).SetAutoReconnect(false)
+	c := paho.NewClient(opts)
+	if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("device connect: %v", tk.Error())
+	}
+	defer c.Disconnect(0)
+	for i := 1; i <= 3; i++ {
+		tk := c.Publish(fmt.Sprintf("devices/talker/messages/events/alert=%d&%%24.ct=application%%2Fjson&%%24.ce=utf-8", i), 1, false, fmt.Sprintf(`{"t":%d}`, 20+i))
+		if !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+			t.Fatalf("publish: %v", tk.Error())
+		}
+	}
+	out := s.mustUsher(t, "hub", "messages", "--limit", "2")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("--limit 2 printed %d lines:\n%s", len(lines), out)
+	}
+	var m messageView
+	if err := json.Unmarshal([]byte(lines[1]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.DeviceID != "talker" || m.Properties["alert"] != "3" || m.System.ContentType != "application/json" || m.BodyEncoding != "json" {
+		t.Errorf("last message: %s", lines[1])
 	}
 }

@@ -156,16 +156,21 @@ type servers struct {
 	tls       *tls.Config
 	mqtt      *mqttapi.Server
 	registrar *dps.Registrar
+	hub       *hub.Service
 	ready     *atomic.Bool
 }
 
 // newServers wires the domain services to the transports by hand.
 func newServers(cfg Config, db *sqlite.DB, idScope string, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
-	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName()})
+	bus := hub.NewBus()
+	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log})
 	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
 		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log,
 	})
-	mqttSrv, err := mqttapi.New(mqttapi.Options{Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds})
+	mqttSrv, err := mqttapi.New(mqttapi.Options{
+		Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds,
+		Hub: hubSvc, Bus: bus, HubTokenSkew: tokenSkew, MessageWebhook: cfg.MessageWebhook,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +186,7 @@ func newServers(cfg Config, db *sqlite.DB, idScope string, tlsConf *tls.Config, 
 		Ready:       ready.Load,
 	})
 	return &servers{
-		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, ready: ready,
+		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
 		https: &http.Server{
 			Handler:           api,
 			TLSConfig:         tlsConf,
@@ -204,6 +209,8 @@ func (s *servers) run(ctx context.Context, lns listeners, started func() error) 
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); expireOperations(ctx, s.registrar, s.log) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); evaluateDeployments(ctx, s.hub, s.log) }()
 	s.ready.Store(true)
 
 	var err error
@@ -258,6 +265,27 @@ func expireOperations(ctx context.Context, r *dps.Registrar, log *slog.Logger) {
 				log.Warn("expiring registration operations", "err", err)
 			} else if n > 0 {
 				log.Debug("expired registration operations", "count", n)
+			}
+		}
+	}
+}
+
+// deploymentInterval is how often every configuration and IoT Edge
+// deployment is re-evaluated besides the immediate runs on changes
+// (hub-protocol.md §5.3).
+const deploymentInterval = 5 * time.Minute
+
+// evaluateDeployments re-evaluates deployments periodically until ctx ends.
+func evaluateDeployments(ctx context.Context, h *hub.Service, log *slog.Logger) {
+	t := time.NewTicker(deploymentInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := h.EvaluateDeployments(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("evaluating deployments", "err", err)
 			}
 		}
 	}

@@ -213,6 +213,15 @@ func (p Policy) Require(need Rights) error {
 	return nil
 }
 
+// RequireAny returns fault.Forbidden unless p has at least one of the
+// rights in alternatives (IoT Hub lets RegistryRead or ServiceConnect read twins).
+func (p Policy) RequireAny(alternatives Rights) error {
+	if alternatives&p.Rights == 0 {
+		return fault.New(fault.Forbidden, "policy %q needs one of the rights %s for this operation", p.Name, alternatives)
+	}
+	return nil
+}
+
 // SortPolicies orders policies by name.
 func SortPolicies(ps []Policy) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })

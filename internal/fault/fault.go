@@ -29,6 +29,7 @@ const (
 	Unsupported                      // a feature Azure has and Usher does not (yet)
 	MethodNotAllowed                 // the path exists but not with this verb
 	UnsupportedMediaType             // the body's Content-Type is not JSON
+	Timeout                          // a party the request waited for did not answer in time
 )
 
 var kindNames = [...]string{
@@ -46,6 +47,7 @@ var kindNames = [...]string{
 	Unsupported:          "Unsupported",
 	MethodNotAllowed:     "MethodNotAllowed",
 	UnsupportedMediaType: "UnsupportedMediaType",
+	Timeout:              "Timeout",
 }
 
 func (k Kind) String() string {
@@ -55,10 +57,17 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
 
+// Reason refines a Kind where a surface names failures more finely than
+// by status: IoT Hub answers 404 with ModuleNotFound or DeviceNotOnline, not
+// only DeviceNotFound. A domain package declares its reasons as constants;
+// package wire maps each one once. "" means the Kind says it all.
+type Reason string
+
 // Error is the error type every Usher package returns for failures a caller
 // may act on.
 type Error struct {
 	Kind    Kind
+	Reason  Reason // optional refinement of Kind
 	Message string // safe to show to the caller
 	Cause   error  // internal detail; logged, never sent
 }
@@ -77,6 +86,12 @@ func New(k Kind, format string, args ...any) error {
 	return &Error{Kind: k, Message: fmt.Sprintf(format, args...)}
 }
 
+// NewReason returns an error of kind k refined by reason r, with a
+// caller-safe message.
+func NewReason(k Kind, r Reason, format string, args ...any) error {
+	return &Error{Kind: k, Reason: r, Message: fmt.Sprintf(format, args...)}
+}
+
 // Wrap returns an error of kind k whose cause is err. The message is shown to
 // the caller; err is not.
 func Wrap(k Kind, err error, format string, args ...any) error {
@@ -91,6 +106,15 @@ func KindOf(err error) Kind {
 		return fe.Kind
 	}
 	return Internal
+}
+
+// ReasonOf reports the Reason of the first *Error in err's chain, or "".
+func ReasonOf(err error) Reason {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.Reason
+	}
+	return ""
 }
 
 // Is reports whether err is a fault of kind k.

@@ -33,6 +33,7 @@ type testAPI struct {
 	reader   access.Policy
 	hubOwner access.Policy
 	idScope  string
+	bus      *hub.Bus // devices "connected" to the hub (attach fakes in tests)
 }
 
 const (
@@ -67,7 +68,8 @@ func newTestAPI(t testing.TB) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hubSvc := hub.NewService(db, hub.Options{HostName: hubHost})
+	bus := hub.NewBus()
+	hubSvc := hub.NewService(db, hub.Options{HostName: hubHost, Bus: bus})
 	auth := func(scope access.Scope, aud string) *access.Authenticator {
 		return &access.Authenticator{Store: db, Scope: scope, Now: time.Now, Skew: time.Minute, Audiences: func() []string { return []string{aud} }}
 	}
@@ -81,7 +83,7 @@ func newTestAPI(t testing.TB) *testAPI {
 	srv := httptest.NewUnstartedServer(api)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return &testAPI{srv: srv, db: db, owner: owner, reader: reader, hubOwner: hubOwner, idScope: idScope}
+	return &testAPI{srv: srv, db: db, owner: owner, reader: reader, hubOwner: hubOwner, idScope: idScope, bus: bus}
 }
 
 func (a *testAPI) token(t testing.TB, p access.Policy, expiry time.Time) string {

@@ -75,6 +75,7 @@ func New(opts Options) *API {
 	}
 	if a.hub != nil {
 		a.routes = append(a.routes, a.hubRoutes()...)
+		a.routes = append(a.routes, a.configurationRoutes()...)
 	}
 	return a
 }
@@ -83,10 +84,15 @@ func New(opts Options) *API {
 type authKind int
 
 const (
-	dpsPolicy authKind = iota // a DPS shared access policy with the route's rights
-	dpsDevice                 // a device; the registrar checks its proof
-	hubPolicy                 // a hub shared access policy with the route's rights
+	dpsPolicy    authKind = iota // a DPS shared access policy with the route's rights
+	dpsDevice                    // a device; the registrar checks its proof
+	hubPolicy                    // a hub shared access policy with the route's rights
+	hubPolicyAny                 // a hub shared access policy with one of the route's rights
+	hubDevice                    // hubPolicy, or a token of the device the path names (hub.go)
 )
+
+// hubSurface reports whether errors are rendered in IoT Hub's shape.
+func (k authKind) hubSurface() bool { return k == hubPolicy || k == hubPolicyAny || k == hubDevice }
 
 // route is one endpoint: a method, a path pattern whose segments are
 // lower-case literals or "*" for an ID, who may call it and the rights it
@@ -107,6 +113,9 @@ type call struct {
 	policy access.Policy
 	api    *API
 	hub    bool // errors are rendered in IoT Hub's shape
+	// device is who a device-scoped token proved to be on a hubDevice
+	// route; nil when a policy authorised the call.
+	device *hub.DeviceIdentity
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -127,19 +136,29 @@ func (a *API) serve(c *call) error {
 		return a.health(c)
 	}
 	rt, params, err := a.match(c.r.Method, segs)
+	c.hub = rt.auth.hubSurface()
 	if err != nil {
 		return err
 	}
 	c.params = params
-	c.hub = rt.auth == hubPolicy
 	if c.r.URL.Query().Get("api-version") == "" {
 		return fault.New(fault.Invalid, "the api-version query parameter is required")
+	}
+	if rt.auth == hubDevice && isDeviceToken(c.r.Header.Get("Authorization")) {
+		if err := a.authenticateHubDevice(c); err != nil {
+			return err
+		}
+		return rt.serve(c)
 	}
 	if auth := a.policyAuth(rt.auth); auth != nil {
 		if c.policy, err = auth.Authenticate(c.r.Context(), c.r.Header.Get("Authorization")); err != nil {
 			return err
 		}
-		if err := c.policy.Require(rt.rights); err != nil {
+		check := c.policy.Require
+		if rt.auth == hubPolicyAny {
+			check = c.policy.RequireAny
+		}
+		if err := check(rt.rights); err != nil {
 			return err
 		}
 	}
@@ -150,15 +169,18 @@ func (a *API) policyAuth(k authKind) *access.Authenticator {
 	switch k {
 	case dpsPolicy:
 		return a.auth
-	case hubPolicy:
+	case hubPolicy, hubPolicyAny, hubDevice:
 		return a.hubAuth
 	}
 	return nil
 }
 
+// match finds the route for a request. When the path exists with other
+// methods only, it returns one of those routes (so the error is rendered
+// on that route's surface) with fault.MethodNotAllowed.
 func (a *API) match(method string, segs []string) (route, []string, error) {
-	pathKnown := false
-	for _, rt := range a.routes {
+	var known *route
+	for i, rt := range a.routes {
 		params, ok := matchPattern(rt.pattern, segs)
 		if !ok {
 			continue
@@ -166,10 +188,10 @@ func (a *API) match(method string, segs []string) (route, []string, error) {
 		if rt.method == method {
 			return rt, params, nil
 		}
-		pathKnown = true
+		known = &a.routes[i]
 	}
-	if pathKnown {
-		return route{}, nil, fault.New(fault.MethodNotAllowed, "%s is not allowed on this path", method)
+	if known != nil {
+		return *known, nil, fault.New(fault.MethodNotAllowed, "%s is not allowed on this path", method)
 	}
 	return route{}, nil, fault.New(fault.NotFound, "no such endpoint: %s", "/"+strings.Join(segs, "/"))
 }
@@ -252,18 +274,21 @@ func (a *API) fail(c *call, trackingID string, err error) {
 
 // body reads the request body (at most MaxBodyBytes) after checking that
 // any Content-Type it declares is JSON.
-func (c *call) body() ([]byte, error) {
+func (c *call) body() ([]byte, error) { return c.bodyUpTo(MaxBodyBytes) }
+
+// bodyUpTo is body with another size limit.
+func (c *call) bodyUpTo(limit int64) ([]byte, error) {
 	if ct := c.r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {
 			return nil, fault.New(fault.UnsupportedMediaType, "Content-Type %q is not supported; send application/json", ct)
 		}
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, fault.New(fault.TooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
+			return nil, fault.New(fault.TooLarge, "the request body is larger than %d bytes", limit)
 		}
 		return nil, fault.Wrap(fault.Malformed, err, "the request body could not be read")
 	}

@@ -85,14 +85,20 @@ const (
 
 // ValidateDeviceID checks IoT Hub's device ID rules: 1–128 ASCII letters,
 // digits and - : . + % _ # * ? ! ( ) , = @ ; $ '.
-func ValidateDeviceID(id string) error {
+func ValidateDeviceID(id string) error { return validateID("device ID", id) }
+
+// ValidateModuleID checks a module ID: the same rules as device IDs
+// (hub-protocol.md §2.2).
+func ValidateModuleID(id string) error { return validateID("module ID", id) }
+
+func validateID(what, id string) error {
 	if id == "" || len(id) > 128 {
-		return fault.New(fault.Invalid, "device ID must be 1 to 128 characters long")
+		return fault.New(fault.Invalid, "%s must be 1 to 128 characters long", what)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-:.+%_#*?!(),=@;$'", c) >= 0) {
-			return fault.New(fault.Invalid, "device ID %q contains %q, which IoT Hub does not allow", id, string(rune(c)))
+			return fault.New(fault.Invalid, "%s %q contains %q, which IoT Hub does not allow", what, id, string(rune(c)))
 		}
 	}
 	return nil

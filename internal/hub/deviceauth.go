@@ -36,8 +36,14 @@ func (s *Service) AuthenticateDevice(ctx context.Context, token string, want Dev
 	if !ok {
 		return DeviceIdentity{}, fault.New(fault.Unauthenticated, "the token's resource %q is not a device of this hub", res)
 	}
-	if want.DeviceID != "" && (id.DeviceID != want.DeviceID || id.ModuleID != want.ModuleID) {
-		return DeviceIdentity{}, fault.New(fault.Unauthenticated, "the token is for another device")
+	if want.DeviceID != "" {
+		// aziot-identityd lower-cases the IDs in sr (hub-protocol.md §7.1):
+		// the token must name the claimed identity in any case, and the
+		// claim's spelling picks the (case-sensitive) identity and its key.
+		if !strings.EqualFold(id.DeviceID, want.DeviceID) || !strings.EqualFold(id.ModuleID, want.ModuleID) {
+			return DeviceIdentity{}, fault.New(fault.Unauthenticated, "the token is for another device")
+		}
+		id = want
 	}
 	d, err := s.store.Device(ctx, id.DeviceID)
 	if fault.Is(err, fault.NotFound) {

@@ -2,6 +2,8 @@ package hub
 
 import (
 	"context"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/usher-iot/usher/internal/fault"
@@ -15,6 +17,8 @@ type Service struct {
 	now           func() time.Time
 	bus           *Bus
 	onTagsChanged func(ctx context.Context, deviceID string)
+	log           *slog.Logger
+	deployMu      sync.Mutex // serialises deployment evaluations (deploy.go)
 }
 
 // Options configure a Service.
@@ -22,11 +26,16 @@ type Options struct {
 	HostName string           // the name devices connect to (assignedHub)
 	Now      func() time.Time // time.Now when nil
 	Bus      *Bus             // connected devices; a private one when nil
+	Logger   *slog.Logger     // discards when nil
 }
 
 // NewService returns the hub's use cases over store.
 func NewService(store Store, opts Options) *Service {
-	s := &Service{store: store, hostName: opts.HostName, now: opts.Now, bus: opts.Bus}
+	s := &Service{store: store, hostName: opts.HostName, now: opts.Now, bus: opts.Bus, log: opts.Logger}
+	s.onTagsChanged = s.deviceChanged // deployments follow target conditions (deploy.go)
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
 	if s.bus == nil {
 		s.bus = NewBus()
 	}
@@ -88,6 +97,9 @@ func (s *Service) Provision(ctx context.Context, spec ProvisionSpec) (Device, er
 	for attempt := 0; attempt < maxProvisionAttempts; attempt++ {
 		var d Device
 		d, err = s.provisionOnce(ctx, spec)
+		if err == nil {
+			s.deviceChanged(ctx, d.ID) // deployments that target it (deploy.go)
+		}
 		if !fault.Is(err, fault.Conflict) && !fault.Is(err, fault.PreconditionFailed) {
 			return d, err
 		}

@@ -284,6 +284,11 @@ func TwinDoc(t Twin, d Device) map[string]any {
 			"reported": withVersion(t.Reported, t.ReportedVersion),
 		},
 	}
+	// Constant fields of IoT Hub's twin JSON, so that SELECT * answers the
+	// same document as GET /twins (no X.509, no PnP models, no C2D queue).
+	doc["x509Thumbprint"] = map[string]any{"primaryThumbprint": nil, "secondaryThumbprint": nil}
+	doc["modelId"] = ""
+	doc["cloudToDeviceMessageCount"] = 0
 	if t.ModuleID != "" {
 		doc["moduleId"] = t.ModuleID
 	} else {

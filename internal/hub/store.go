@@ -30,4 +30,22 @@ type RegistryStore interface {
 	TwinRecords(ctx context.Context, modules bool, after TwinKey, limit int) ([]TwinRecord, error)
 	// UpdateTwin replaces the twin whose stored etag is etag.
 	UpdateTwin(ctx context.Context, t Twin, etag string) error
+
+	// Devices lists devices ordered by ID (byte order), those after after,
+	// at most limit.
+	Devices(ctx context.Context, after string, limit int) ([]Device, error)
+	// DeleteDevice deletes the device whose etag is etag, with its twin,
+	// its modules and their twins, in one transaction.
+	DeleteDevice(ctx context.Context, id, etag string) error
+	// Modules lists a device's modules ordered by module ID; none (not
+	// fault.NotFound) when the device has none or does not exist.
+	Modules(ctx context.Context, deviceID string) ([]Module, error)
+	// CreateModule writes a module and its twin in one transaction:
+	// fault.NotFound when the device does not exist, fault.Conflict when
+	// the module does.
+	CreateModule(ctx context.Context, m Module, twin Twin) error
+	// UpdateModule replaces the module whose etag is etag.
+	UpdateModule(ctx context.Context, m Module, etag string) error
+	// DeleteModule deletes the module whose etag is etag and its twin.
+	DeleteModule(ctx context.Context, deviceID, moduleID, etag string) error
 }

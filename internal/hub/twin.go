@@ -59,6 +59,22 @@ func withoutMeta(m map[string]any) map[string]any {
 	return MergePatch(nil, m)
 }
 
+// pushPatch is a desired patch as devices receive it: '$' keys dropped at
+// every level, nulls kept (a null tells the device the property is gone).
+func pushPatch(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if strings.HasPrefix(k, "$") {
+			continue
+		}
+		if sub, ok := v.(map[string]any); ok {
+			v = pushPatch(sub)
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // ValidateCollection checks a tags or properties collection against IoT
 // Hub's limits: key syntax, depth, value kinds, string length and total
 // size. what names the collection in the error.
@@ -68,7 +84,7 @@ func ValidateCollection(what string, m map[string]any, maxBytes int) error {
 		return err
 	}
 	if size > maxBytes {
-		return fault.New(fault.TooLarge, "%s is %d bytes; the limit is %d", what, size, maxBytes)
+		return fault.NewReason(fault.TooLarge, ReasonTwinTooLarge, "%s is %d bytes; the limit is %d", what, size, maxBytes)
 	}
 	return nil
 }
@@ -157,7 +173,7 @@ func (s *Service) PatchTwin(ctx context.Context, deviceID, moduleID string, patc
 		}
 		if patch.Desired != nil {
 			t.Desired = MergePatch(t.Desired, patch.Desired)
-			ch.Desired = withoutMeta(patch.Desired)
+			ch.Desired = pushPatch(patch.Desired)
 		}
 		return ch, nil
 	})
@@ -195,7 +211,7 @@ func (s *Service) updateTwin(ctx context.Context, deviceID, moduleID, ifMatch st
 	for attempt := 0; ; attempt++ {
 		t, err := s.store.Twin(ctx, deviceID, moduleID)
 		if fault.Is(err, fault.NotFound) {
-			return Twin{}, notFound(deviceID, moduleID)
+			return Twin{}, s.missing(ctx, deviceID, moduleID)
 		}
 		if err != nil {
 			return Twin{}, err
@@ -247,7 +263,7 @@ func (s *Service) twinChanged(ctx context.Context, ch TwinChange) {
 
 func notFound(deviceID, moduleID string) error {
 	if moduleID != "" {
-		return fault.New(fault.NotFound, "Module %q on device %q not found.", moduleID, deviceID)
+		return fault.NewReason(fault.NotFound, ReasonModuleNotFound, "Module %q on device %q not found.", moduleID, deviceID)
 	}
 	return fault.New(fault.NotFound, "Device %q not found.", deviceID)
 }

@@ -27,6 +27,9 @@ type Store interface {
 const (
 	keyIDScope   = "id_scope"
 	keyEndpoints = "endpoints"
+	// keyHubPolicies records that the hub's default policies besides
+	// iothubowner were created.
+	keyHubPolicies = "hub_default_policies"
 )
 
 // NewIDScope returns "0ne" followed by 8 upper-case hex digits, the shape of
@@ -38,29 +41,55 @@ func NewIDScope() string {
 }
 
 // Bootstrap returns the installation's ID scope, creating it and the default
-// policies (provisioningserviceowner with every DPS right, iothubowner with
-// every hub right) on first start.
+// policies on first start: provisioningserviceowner with every DPS right and
+// iothubowner with every hub right (both re-created whenever missing), and
+// the other policies a new IoT hub has (hub-protocol.md §7.2): service
+// (ServiceConnect), device (DeviceConnect), registryRead (RegistryRead) and
+// registryReadWrite (RegistryRead, RegistryWrite). Those are created once
+// per store, also one that predates them, so an operator may delete them.
 func Bootstrap(ctx context.Context, st Store, policies access.Store) (string, error) {
 	scope, err := st.InitSetting(ctx, keyIDScope, NewIDScope())
 	if err != nil {
 		return "", err
 	}
-	for _, d := range []struct {
-		scope access.Scope
-		name  string
-	}{{access.DPS, access.DPSOwner}, {access.Hub, access.HubOwner}} {
-		if err := ensurePolicy(ctx, policies, d.scope, d.name); err != nil {
+	type policy struct {
+		scope  access.Scope
+		name   string
+		rights access.Rights
+	}
+	defaults := []policy{
+		{access.DPS, access.DPSOwner, access.AllRights(access.DPS)},
+		{access.Hub, access.HubOwner, access.AllRights(access.Hub)},
+	}
+	_, err = st.Setting(ctx, keyHubPolicies)
+	switch {
+	case fault.Is(err, fault.NotFound):
+		defaults = append(defaults,
+			policy{access.Hub, "service", access.ServiceConnect},
+			policy{access.Hub, "device", access.DeviceConnect},
+			policy{access.Hub, "registryRead", access.RegistryRead},
+			policy{access.Hub, "registryReadWrite", access.RegistryRead | access.RegistryWrite})
+	case err != nil:
+		return "", err
+	}
+	for _, d := range defaults {
+		if err := ensurePolicy(ctx, policies, d.scope, d.name, d.rights); err != nil {
 			return "", err
 		}
+	}
+	// Recorded only once they exist, so a start that fails half-way
+	// completes them next time.
+	if _, err := st.InitSetting(ctx, keyHubPolicies, "created"); err != nil {
+		return "", err
 	}
 	return scope, nil
 }
 
-func ensurePolicy(ctx context.Context, st access.Store, scope access.Scope, name string) error {
+func ensurePolicy(ctx context.Context, st access.Store, scope access.Scope, name string, rights access.Rights) error {
 	if _, err := st.Policy(ctx, scope, name); !fault.Is(err, fault.NotFound) {
 		return err
 	}
-	p, err := access.NewPolicy(scope, name, access.AllRights(scope))
+	p, err := access.NewPolicy(scope, name, rights)
 	if err != nil {
 		return err
 	}

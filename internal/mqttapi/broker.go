@@ -13,8 +13,8 @@ import (
 	"github.com/usher-iot/usher/internal/fault"
 )
 
-// handler serves the connections of one kind. DPS has one today; the hub's
-// device topics slot in as a second (broker.handler picks by kind).
+// handler serves the connections of one kind: DPS registrations or hub
+// devices (broker.handler picks by kind).
 type handler interface {
 	// authenticate checks a CONNECT's credentials. fault.Unauthenticated
 	// refuses the connection with CONNACK 5, any other error with CONNACK 3.
@@ -23,9 +23,18 @@ type handler interface {
 	// (clean session, will) before the broker looks for a session to resume.
 	configure(cl *mqtt.Client)
 	// maySubscribe and mayPublish are the kind's ACL.
-	maySubscribe(filter string) bool
-	mayPublish(topic string) bool
-	// serve answers one request published to a topic mayPublish allowed.
+	maySubscribe(s *session, filter string) bool
+	mayPublish(s *session, topic string) bool
+	// started and ended bracket an admitted session: started runs before
+	// its first packet is read, ended after its connection closed.
+	started(s *session)
+	ended(s *session)
+	// admit runs before the broker acknowledges a publish mayPublish
+	// allowed, for work the PUBACK promises (storing telemetry); ctx ends
+	// when the server stops. An error ends the connection without an
+	// acknowledgement.
+	admit(ctx context.Context, s *session, pk packets.Packet) error
+	// serve answers one request after it was acknowledged.
 	serve(ctx context.Context, s *session, topic string, payload []byte)
 }
 
@@ -35,7 +44,8 @@ type session struct {
 	cl       *mqtt.Client
 	id       identity
 	h        handler
-	password string // the SAS token: never logged
+	password string   // the SAS token: never logged
+	hub      *hubConn // the hub's state of a hub session, nil for DPS
 }
 
 // LogValue keeps credentials out of every log line that names a session.
@@ -72,10 +82,14 @@ func newBroker(ctx context.Context, srv *Server) *broker {
 
 func (b *broker) log() *slog.Logger { return b.srv.log }
 
-// handler returns the handler for a kind, nil for kinds not served yet.
+// handler returns the handler for a kind, nil for kinds not served (the
+// hub when the server has none).
 func (b *broker) handler(k kind) handler {
-	if k == dpsKind {
+	switch {
+	case k == dpsKind:
 		return b.srv.dps
+	case k == hubKind && b.srv.hub != nil:
+		return b.srv.hub
 	}
 	return nil
 }
@@ -148,7 +162,7 @@ func (h *hooks) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	}
 	hd := h.b.handler(id.kind)
 	if hd == nil {
-		log.Info("MQTT connection refused: hub MQTT arrives with the hub issue", "remote", cl.Net.Remote, "deviceId", id.id)
+		log.Info("MQTT connection refused: this server does not serve hub devices", "remote", cl.Net.Remote, "deviceId", id.id)
 		return false
 	}
 	ctx, cancel := context.WithTimeout(h.b.ctx, requestTimeout)
@@ -182,6 +196,7 @@ func (h *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	h.b.mu.Lock()
 	h.b.sessions[cl] = s
 	h.b.mu.Unlock()
+	hd.started(s)
 	h.b.log().Debug("MQTT session started", "session", s)
 }
 
@@ -191,6 +206,7 @@ func (h *hooks) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	delete(h.b.sessions, cl)
 	h.b.mu.Unlock()
 	if s != nil {
+		s.h.ended(s)
 		h.b.log().Debug("MQTT session ended", "session", s, "err", err)
 	}
 }
@@ -205,9 +221,9 @@ func (h *hooks) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if s == nil {
 		return false
 	}
-	ok := s.h.maySubscribe(topic)
+	ok := s.h.maySubscribe(s, topic)
 	if write {
-		ok = s.h.mayPublish(topic)
+		ok = s.h.mayPublish(s, topic)
 	}
 	if !ok {
 		h.b.log().Debug("MQTT topic refused", "session", s, "topic", topic, "publish", write)
@@ -227,10 +243,21 @@ func (h *hooks) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 }
 
 // OnPublish takes every request out of the broker's fan-out: the packet is
-// acknowledged (PUBACK at QoS 1) but neither retained nor delivered to any
-// subscriber. OnPublished then serves it.
+// admitted by its handler, then acknowledged (PUBACK at QoS 1) but neither
+// retained nor delivered to any subscriber. OnPublished then serves it. A
+// publish the handler does not admit ends the connection unacknowledged.
 func (h *hooks) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if h.b.session(cl) == nil {
+	s := h.b.session(cl)
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	if err := s.h.admit(h.b.ctx, s, pk); err != nil {
+		if fault.Is(err, fault.Internal) || fault.Is(err, fault.Unavailable) {
+			h.b.log().Error("MQTT publish failed; closing the connection", "session", s, "topic", pk.TopicName, "err", err)
+		} else {
+			h.b.log().Info("MQTT publish refused; closing the connection", "session", s, "topic", pk.TopicName, "err", err)
+		}
+		cl.Stop(err)
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, packets.CodeSuccessIgnore

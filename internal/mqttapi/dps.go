@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
@@ -59,11 +60,19 @@ func (h *dpsHandler) configure(cl *mqtt.Client) {
 	cl.Properties.Will = mqtt.Will{}
 }
 
-func (h *dpsHandler) maySubscribe(filter string) bool { return filter == dpsResponseFilter }
+func (h *dpsHandler) maySubscribe(_ *session, filter string) bool { return filter == dpsResponseFilter }
 
-func (h *dpsHandler) mayPublish(topic string) bool {
+func (h *dpsHandler) mayPublish(_ *session, topic string) bool {
 	_, ok := parseDPSRequest(topic)
 	return ok
+}
+
+// started, ended and admit have nothing to do: DPS keeps no per-connection
+// state and answers every request after acknowledging it.
+func (h *dpsHandler) started(*session) {}
+func (h *dpsHandler) ended(*session)   {}
+func (h *dpsHandler) admit(context.Context, *session, packets.Packet) error {
+	return nil
 }
 
 // dpsRequest is a parsed request topic.

@@ -106,7 +106,7 @@ func TestConnectRefused(t *testing.T) {
 		{"0/client ID differs only in case", strings.ToUpper(regID), e.username(regID), good, 0, ""},
 		{"5/username of no known shape", regID, "just-a-name", good, 5, ""},
 		{"5/username without api-version", regID, e.idScope + "/registrations/" + regID + "/ClientVersion=1.15.0", good, 5, ""},
-		{"5/hub username until the hub issue", regID, hubHost + "/" + regID + "/?api-version=2021-04-12", good, 5, "hub MQTT arrives with the hub issue"},
+		{"5/hub username with a DPS token", regID, hubHost + "/" + regID + "/?api-version=2021-04-12", good, 5, ""},
 		{"2/client ID is not the registration ID", "other-dev", e.username(regID), good, 2, ""},
 	}
 	for _, tt := range tests {

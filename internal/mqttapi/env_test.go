@@ -45,6 +45,8 @@ type testEnv struct {
 	clock   *clock
 	logs    *logSink
 	db      *sqlite.DB
+	hub     *hub.Service
+	bus     *hub.Bus
 }
 
 // clock is the registrar's time; tests move it forward to expire tokens.
@@ -53,16 +55,16 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
-// newEnv starts a server with Serve.
-func newEnv(t *testing.T) *testEnv {
+// newEnv starts a server with Serve; opts adjust its options.
+func newEnv(t *testing.T, opts ...func(*Options)) *testEnv {
 	t.Helper()
-	e, ln := newUnstartedEnv(t)
+	e, ln := newUnstartedEnv(t, opts...)
 	e.start(t, func(ctx context.Context) error { return e.srv.Serve(ctx, ln) })
 	return e
 }
 
 // newUnstartedEnv returns an environment and the listener to serve it on.
-func newUnstartedEnv(t *testing.T) (*testEnv, net.Listener) {
+func newUnstartedEnv(t *testing.T, opts ...func(*Options)) (*testEnv, net.Listener) {
 	t.Helper()
 	ctx := context.Background()
 	logs := newLogSink(t)
@@ -91,13 +93,20 @@ func newUnstartedEnv(t *testing.T) (*testEnv, net.Listener) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	clk := &clock{}
-	hubSvc := hub.NewService(db, hub.Options{HostName: hubHost})
+	bus := hub.NewBus()
+	hubSvc := hub.NewService(db, hub.Options{HostName: hubHost, Bus: bus})
 	reg := dps.NewRegistrar(db, dps.RegistrarOptions{IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Now: clk.now})
-	srv, err := New(Options{
+	o := Options{
 		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}},
 		Registrar: reg,
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+		Hub:       hubSvc,
+		Bus:       bus,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +114,8 @@ func newUnstartedEnv(t *testing.T) (*testEnv, net.Listener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{addr: ln.Addr().String(), pool: pool, idScope: idScope, enroll: dps.NewService(db, dps.Options{}), srv: srv, clock: clk, logs: logs, db: db}, ln
+	return &testEnv{addr: ln.Addr().String(), pool: pool, idScope: idScope, enroll: dps.NewService(db, dps.Options{}), srv: srv, clock: clk, logs: logs, db: db,
+		hub: hubSvc, bus: bus}, ln
 }
 
 // start runs serve until the test ends, and checks that it returns nil once

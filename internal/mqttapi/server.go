@@ -6,22 +6,25 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/hub"
 )
 
 // Limits.
 const (
-	// MaxPayloadBytes is the largest request payload accepted: DPS's 96 KB
-	// per message (dps-protocol.md §4.2), the same as the HTTPS body limit.
+	// MaxPayloadBytes is the largest DPS request payload accepted: DPS's
+	// 96 KB per message (dps-protocol.md §4.2), the same as the HTTPS body
+	// limit. Hub telemetry may be up to hub.MaxMessageBytes.
 	MaxPayloadBytes = 96 << 10
-	// maxPacketBytes bounds a whole packet: a payload plus its topic and
-	// headers. A larger packet closes the connection (MQTT 3.1.1 cannot say
-	// why).
-	maxPacketBytes = MaxPayloadBytes + 4<<10
+	// maxPacketBytes bounds a whole packet: the largest payload (hub
+	// telemetry) plus its topic and headers. A larger packet closes the
+	// connection (MQTT 3.1.1 cannot say why).
+	maxPacketBytes = hub.MaxMessageBytes + 4<<10
 	// connectTimeout bounds the TLS handshake and the CONNECT packet. After
 	// CONNECT the client's keepalive rules; keepalive 0 (the C SDK) means
 	// no deadline at all.
@@ -30,6 +33,13 @@ const (
 	requestTimeout = 30 * time.Second
 	// maxInflight bounds the unacknowledged QoS 1 answers per connection.
 	maxInflight = 64
+	// hubSessionExpiry is how long the broker keeps the subscriptions of a
+	// hub device that connected with clean session false after it
+	// disconnects (DPS sessions are always clean). Sessions live in memory
+	// only: a restart forgets them, and CONNACK says so.
+	hubSessionExpiry = 30 * time.Minute
+	// defaultHubTokenSkew is the clock skew allowed on hub device tokens.
+	defaultHubTokenSkew = 5 * time.Minute
 )
 
 // Options configure the MQTT server.
@@ -45,14 +55,36 @@ type Options struct {
 	// at most 300 (the C SDK clamps to 1–300).
 	RetryAfter int
 	Now        func() time.Time // time.Now when nil
+
+	// Hub serves devices and modules of the built-in hub (hub-protocol.md
+	// §6); without it hub CONNECTs are refused with CONNACK 5.
+	Hub *hub.Service
+	// Bus is the bus Hub was built with (hub.Options.Bus); required with
+	// Hub. Connections attach to it for desired pushes, direct methods and
+	// disconnects.
+	Bus *hub.Bus
+	// MessageLogSize is how many device-to-cloud messages the hub's log
+	// keeps; hub.DefaultMessageLogSize when 0.
+	MessageLogSize int
+	// MessageWebhook, when set, is an http or https URL every
+	// device-to-cloud message is POSTed to as JSON, best effort: a bounded
+	// queue, 5 s per post, messages dropped with a warning when the
+	// endpoint cannot keep up. Devices never wait for it.
+	MessageWebhook string
+	// HubTokenSkew is the clock skew allowed on hub device tokens, at
+	// CONNECT and when deciding that a connection's token has expired;
+	// 5 minutes when 0.
+	HubTokenSkew time.Duration
 }
 
 // Server is the MQTT surface. It holds configuration only; each Serve runs
 // its own broker.
 type Server struct {
-	log *slog.Logger
-	tls *tls.Config
-	dps *dpsHandler
+	log     *slog.Logger
+	tls     *tls.Config
+	dps     *dpsHandler
+	hub     *hubHandler // nil when hub devices are not served
+	webhook *webhook    // nil when messages are not forwarded
 }
 
 // New returns the MQTT server.
@@ -73,11 +105,35 @@ func New(opts Options) (*Server, error) {
 	}
 	conf := opts.TLS.Clone()
 	conf.NextProtos = nil
-	return &Server{
+	s := &Server{
 		log: log,
 		tls: conf,
 		dps: &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), now: now, log: log},
-	}, nil
+	}
+	if opts.Hub == nil {
+		if opts.Bus != nil || opts.MessageWebhook != "" {
+			return nil, errors.New("mqttapi: a bus or a message webhook needs a hub")
+		}
+		return s, nil
+	}
+	if opts.Bus == nil {
+		return nil, errors.New("mqttapi: a hub needs its bus")
+	}
+	s.hub = &hubHandler{hub: opts.Hub, bus: opts.Bus, keep: opts.MessageLogSize, skew: opts.HubTokenSkew, now: now, log: log}
+	if s.hub.keep < 1 {
+		s.hub.keep = hub.DefaultMessageLogSize
+	}
+	if s.hub.skew <= 0 {
+		s.hub.skew = defaultHubTokenSkew
+	}
+	if opts.MessageWebhook != "" {
+		w, err := newWebhook(opts.MessageWebhook, log)
+		if err != nil {
+			return nil, err
+		}
+		s.webhook, s.hub.webhook = w, w
+	}
+	return s, nil
 }
 
 // Serve accepts TCP connections on ln, speaks TLS on them itself, and serves
@@ -88,9 +144,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return newBroker(ctx, s).run(ln)
 }
 
-// run serves ln until the broker's context ends or ln fails.
+// run serves ln until the broker's context ends or ln fails, with the
+// message webhook's workers beside it.
 func (b *broker) run(ln net.Listener) error {
+	var workers sync.WaitGroup
+	defer workers.Wait() // after the cancel below, on every return
 	defer b.cancel()
+	if w := b.srv.webhook; w != nil {
+		workers.Go(func() { w.run(b.ctx) })
+	}
 	l := newListener(ln, b.srv.tls, b.log())
 	if err := b.mqtt.AddListener(l); err != nil {
 		ln.Close()
@@ -114,7 +176,8 @@ func (b *broker) run(ln net.Listener) error {
 // newMochi returns the embedded broker, configured as an Azure endpoint
 // rather than a general broker: MQTT 3.1.1 only, QoS 0 and 1 (Azure grants
 // at most 1), no retained messages, no shared subscriptions, small
-// per-client queues since answers bypass the fan-out.
+// per-client queues since answers bypass the fan-out, persistent (clean
+// session false) hub sessions kept for hubSessionExpiry.
 func newMochi(log *slog.Logger) *mqtt.Server {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MinimumProtocolVersion = 4
@@ -126,7 +189,7 @@ func newMochi(log *slog.Logger) *mqtt.Server {
 	caps.MaximumPacketSize = maxPacketBytes
 	caps.MaximumInflight = maxInflight
 	caps.MaximumClientWritesPending = 16
-	caps.MaximumSessionExpiryInterval = 0
+	caps.MaximumSessionExpiryInterval = uint32(hubSessionExpiry / time.Second)
 	return mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       slog.New(quiet{log.Handler()}),

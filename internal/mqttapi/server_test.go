@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/hub"
 )
 
 func TestNewRefusesIncompleteOptions(t *testing.T) {
 	reg := dps.NewRegistrar(nil, dps.RegistrarOptions{})
+	hubSvc := hub.NewService(nil, hub.Options{HostName: hubHost})
 	withCert := &tls.Config{Certificates: []tls.Certificate{{}}}
 	tests := []struct {
 		name string
@@ -21,6 +23,11 @@ func TestNewRefusesIncompleteOptions(t *testing.T) {
 		{"err/no TLS", Options{Registrar: reg}},
 		{"err/TLS without a certificate", Options{Registrar: reg, TLS: &tls.Config{}}},
 		{"err/no registrar", Options{TLS: withCert}},
+		{"err/hub without its bus", Options{TLS: withCert, Registrar: reg, Hub: hubSvc}},
+		{"err/bus without a hub", Options{TLS: withCert, Registrar: reg, Bus: hub.NewBus()}},
+		{"err/webhook without a hub", Options{TLS: withCert, Registrar: reg, MessageWebhook: "https://hook.example/x"}},
+		{"err/webhook is not http", Options{TLS: withCert, Registrar: reg, Hub: hubSvc, Bus: hub.NewBus(), MessageWebhook: "ftp://hook.example/x"}},
+		{"err/webhook is not a URL", Options{TLS: withCert, Registrar: reg, Hub: hubSvc, Bus: hub.NewBus(), MessageWebhook: "hook.example"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

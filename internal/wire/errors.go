@@ -40,6 +40,7 @@ var dpsErrors = map[fault.Kind]dpsError{
 	fault.Throttled:            {429, 429001},
 	fault.Internal:             {500, 500001},
 	fault.Unavailable:          {503, 503001},
+	fault.Timeout:              {504, 504001},
 }
 
 // DPSError returns the HTTP status and body for err on a DPS surface.

@@ -59,3 +59,66 @@ func FuzzDecodeEnrollment(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeHubBodies feeds arbitrary bodies to every decoder of the hub's
+// service API. None may panic, and each may fail only with Malformed or
+// Invalid (an unsupported import mode or auth type: Unsupported).
+func FuzzDecodeHubBodies(f *testing.F) {
+	for _, seed := range []string{
+		`{"deviceId":"cap-hub-dev-01","authentication":{"type":"sas","symmetricKey":{"primaryKey":"","secondaryKey":""}}}`,
+		`{"deviceId":"cap-hub-edge-01","status":"enabled","authentication":{"symmetricKey":{"primaryKey":"cA==","secondaryKey":"cw=="},"type":"sas"},"capabilities":{"iotEdge":true}}`,
+		`{"moduleId":"m","deviceId":"d"}`,
+		`{"moduleId":"m","deviceId":"d","authentication":{"symmetricKey":{"primaryKey":"cA==","secondaryKey":"cw=="},"type":"sas"}}`,
+		`{"tags":{"site":"lab-9"},"properties":{"desired":{"telemetryInterval":10}}}`,
+		`{"properties":{"desired":{"fw":"1.2.3"},"reported":{"$version":1}}}`,
+		`[{"id":"dev-002","importMode":"create","tags":{"environment":"test"},"properties":{"desired":{"telemetryInterval":30}}},{"id":"dev-003","importMode":"delete"}]`,
+		`{"methodName":"reboot","payload":{"delay":5},"responseTimeoutInSeconds":30,"connectTimeoutInSeconds":0}`,
+		`{"capabilities":null,"authentication":{"x509Thumbprint":{"primaryThumbprint":"AB"}}}`, `[]`, `{`, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	allowed := func(t *testing.T, what string, err error) {
+		t.Helper()
+		switch fault.KindOf(err) {
+		case fault.Malformed, fault.Invalid, fault.Unsupported:
+		default:
+			t.Fatalf("%s failed with kind %v: %v", what, fault.KindOf(err), err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var d wire.Device
+		if err := wire.Decode(body, &d); err != nil {
+			allowed(t, "device", err)
+		} else {
+			_ = d.ToDeviceSpec()
+		}
+		var m wire.Module
+		if err := wire.Decode(body, &m); err != nil {
+			allowed(t, "module", err)
+		} else {
+			_ = m.ToModuleSpec()
+		}
+		var u wire.TwinUpdate
+		if err := wire.Decode(body, &u); err != nil {
+			allowed(t, "twin", err)
+		} else if _, err := u.ToTwinPatch(); err != nil {
+			allowed(t, "twin patch", err)
+		}
+		var bulk []wire.ExportImportDevice
+		if err := wire.Decode(body, &bulk); err != nil {
+			allowed(t, "bulk", err)
+		} else {
+			for _, e := range bulk {
+				if _, err := e.ToBulkItem(); err != nil {
+					allowed(t, "bulk item", err)
+				}
+			}
+		}
+		var c wire.CloudToDeviceMethod
+		if err := wire.Decode(body, &c); err != nil {
+			allowed(t, "method", err)
+		} else {
+			_ = c.ToMethodCall("d", "")
+		}
+	})
+}

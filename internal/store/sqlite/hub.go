@@ -184,3 +184,133 @@ func (db *DB) TwinRecords(ctx context.Context, modules bool, after hub.TwinKey, 
 	}
 	return out, internal(rows.Err())
 }
+
+// Devices implements hub.Store.
+func (db *DB) Devices(ctx context.Context, after string, limit int) ([]hub.Device, error) {
+	return listBodies[hub.Device](ctx, db, `SELECT body FROM hub_devices WHERE device_id > ? ORDER BY device_id LIMIT ?`, after, limit)
+}
+
+// Modules implements hub.Store.
+func (db *DB) Modules(ctx context.Context, deviceID string) ([]hub.Module, error) {
+	return listBodies[hub.Module](ctx, db, `SELECT body FROM hub_modules WHERE device_id = ? ORDER BY module_id`, deviceID)
+}
+
+// listBodies runs a query selecting one body column and decodes each row.
+func listBodies[T any](ctx context.Context, db *DB, q string, args ...any) ([]T, error) {
+	rows, err := db.reads.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fault.Wrap(fault.Internal, err, "list")
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return nil, fault.Wrap(fault.Internal, err, "list")
+		}
+		v, err := decode[T](body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, internal(rows.Err())
+}
+
+// DeleteDevice implements hub.Store.
+func (db *DB) DeleteDevice(ctx context.Context, id, etag string) error {
+	return db.tx(ctx, func(tx *wtx) error {
+		if err := deleteWhereETag(ctx, tx, `DELETE FROM hub_devices WHERE device_id = ? AND (? = '' OR etag = ?)`,
+			`SELECT count(*) FROM hub_devices WHERE device_id = ?`, etag, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM hub_modules WHERE device_id = ?`, id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM hub_twins WHERE device_id = ?`, id)
+		return err
+	})
+}
+
+// CreateModule implements hub.Store.
+func (db *DB) CreateModule(ctx context.Context, m hub.Module, twin hub.Twin) error {
+	body, err := encode(m)
+	if err != nil {
+		return err
+	}
+	return db.tx(ctx, func(tx *wtx) error {
+		var c int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM hub_devices WHERE device_id = ?`, m.DeviceID).Scan(&c); err != nil {
+			return err
+		}
+		if c == 0 {
+			return fault.New(fault.NotFound, "device not found")
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO hub_modules (device_id, module_id, etag, body) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, m.DeviceID, m.ID, m.ETag, body)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fault.New(fault.Conflict, "module exists")
+		}
+		return putTwin(ctx, tx, twin)
+	})
+}
+
+// UpdateModule implements hub.Store.
+func (db *DB) UpdateModule(ctx context.Context, m hub.Module, etag string) error {
+	body, err := encode(m)
+	if err != nil {
+		return err
+	}
+	return db.tx(ctx, func(tx *wtx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE hub_modules SET etag = ?, body = ? WHERE device_id = ? AND module_id = ? AND (? = '' OR etag = ?)`,
+			m.ETag, body, m.DeviceID, m.ID, etag, etag)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return absentOrStale(ctx, tx, `SELECT count(*) FROM hub_modules WHERE device_id = ? AND module_id = ?`, m.DeviceID, m.ID)
+		}
+		return nil
+	})
+}
+
+// DeleteModule implements hub.Store.
+func (db *DB) DeleteModule(ctx context.Context, deviceID, moduleID, etag string) error {
+	return db.tx(ctx, func(tx *wtx) error {
+		if err := deleteWhereETag(ctx, tx, `DELETE FROM hub_modules WHERE device_id = ? AND module_id = ? AND (? = '' OR etag = ?)`,
+			`SELECT count(*) FROM hub_modules WHERE device_id = ? AND module_id = ?`, etag, deviceID, moduleID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM hub_twins WHERE device_id = ? AND module_id = ?`, deviceID, moduleID)
+		return err
+	})
+}
+
+// deleteWhereETag runs del with the key args followed by etag twice; when
+// it deletes nothing, count (with the key args) tells NotFound from
+// PreconditionFailed.
+func deleteWhereETag(ctx context.Context, tx *wtx, del, count, etag string, key ...any) error {
+	res, err := tx.ExecContext(ctx, del, append(key, etag, etag)...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return absentOrStale(ctx, tx, count, key...)
+	}
+	return nil
+}
+
+// absentOrStale explains a conditional write that touched no row: the row
+// does not exist (NotFound) or its etag differs (PreconditionFailed).
+func absentOrStale(ctx context.Context, tx *wtx, count string, key ...any) error {
+	var c int
+	if err := tx.QueryRowContext(ctx, count, key...).Scan(&c); err != nil {
+		return err
+	}
+	if c == 0 {
+		return fault.New(fault.NotFound, "not found")
+	}
+	return fault.New(fault.PreconditionFailed, "etag mismatch")
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/usher-iot/usher/internal/access"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/hub"
 	"github.com/usher-iot/usher/internal/instance"
 )
 
@@ -24,6 +25,9 @@ type Store interface {
 	dps.Store
 	access.Store
 	instance.Store
+	hub.MessageStore
+	hub.RegistryStore
+	hub.ConfigurationStore
 }
 
 // Run runs the suite. open returns a new empty store; it is called once per
@@ -44,6 +48,9 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"registration/put list delete", registrations},
 		{"policy/crud", policies},
 		{"setting/first writer wins", settings},
+		{"hub/registry", hubRegistry},
+		{"message/bounded log followed by sequence", messageLog},
+		{"configuration/crud and device deployments", configurations},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
