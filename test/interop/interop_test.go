@@ -8,9 +8,10 @@
 // at the end. Each test runs a node:test file from this directory with the
 // server's CA in NODE_EXTRA_CA_CERTS. The SDK behaviour these tests rely on is
 // described in shared/spec/wire: dps-service-enrollments.md for the service
-// SDK, dps-https-register.md and dps-mqtt-register.md for the device SDK, and
+// SDK, dps-https-register.md and dps-mqtt-register.md for the device SDK,
 // hub-service-registry.md for the hub Registry that checks what provisioning
-// created.
+// created, and hub-device-mqtt.md for the hub device SDK that TestHubSDK
+// drives over MQTT on 8883.
 //
 // Binding 443 needs root (or a lowered net.ipv4.ip_unprivileged_port_start), and the SDKs must be
 // installed with `npm ci --prefix test/interop`; without either the tests
@@ -160,6 +161,18 @@ func TestDPSDeviceSDK(t *testing.T) {
 		"azure-iot-provisioning-device-mqtt",
 		"azure-iot-security-symmetric-key",
 		"azure-iothub",
+	)
+}
+
+func TestHubSDK(t *testing.T) {
+	runNodeSuite(t, "hub_device.test.mjs",
+		"azure-iot-provisioning-service",
+		"azure-iot-provisioning-device",
+		"azure-iot-provisioning-device-mqtt",
+		"azure-iot-security-symmetric-key",
+		"azure-iothub",
+		"azure-iot-device",
+		"azure-iot-device-mqtt",
 	)
 }
 
