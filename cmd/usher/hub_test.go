@@ -117,6 +117,12 @@ func TestHubDeploymentQueryAndMethodCommands(t *testing.T) {
 		rid := m.Topic()[strings.Index(m.Topic(), "$rid=")+5:]
 		cl.Publish("$iothub/methods/res/200/?$rid="+rid, 0, false, `{"rebooted":true}`)
 	}).Wait()
+	if d := s.mustUsher(t, "hub", "device", "show", "--device-id", "edge-1"); !strings.Contains(d, `"connectionState": "Connected"`) {
+		t.Errorf("a connected device must show connectionState Connected:\n%s", d)
+	}
+	if d := s.mustUsher(t, "hub", "device", "show", "--device-id", "leaf-1"); !strings.Contains(d, `"connectionState": "Disconnected"`) {
+		t.Errorf("leaf-1 is not connected:\n%s", d)
+	}
 	out := s.mustUsher(t, "hub", "invoke-method", "--device-id", "edge-1", "--method-name", "reboot", "--method-payload", `{"delay":1}`, "--timeout", "10")
 	if !strings.Contains(out, `"status": 200`) || !strings.Contains(out, `"rebooted": true`) {
 		t.Errorf("invoke-method: %s", out)

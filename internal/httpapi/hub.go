@@ -122,7 +122,7 @@ func listDevices(c *call) error {
 	}
 	out := make([]wire.Device, len(ds))
 	for i, d := range ds {
-		out[i] = wire.FromDevice(d)
+		out[i] = c.deviceView(d)
 	}
 	writeJSON(c.w, http.StatusOK, out)
 	return nil
@@ -134,7 +134,7 @@ func getDevice(c *call) error {
 		return err
 	}
 	setETag(c, d.ETag)
-	writeJSON(c.w, http.StatusOK, wire.FromDevice(d))
+	writeJSON(c.w, http.StatusOK, c.deviceView(d))
 	return nil
 }
 
@@ -161,7 +161,7 @@ func putDevice(c *call) error {
 		return err
 	}
 	setETag(c, d.ETag)
-	writeJSON(c.w, http.StatusOK, wire.FromDevice(d))
+	writeJSON(c.w, http.StatusOK, c.deviceView(d))
 	return nil
 }
 
@@ -206,7 +206,7 @@ func listModules(c *call) error {
 	}
 	out := make([]wire.Module, len(ms))
 	for i, m := range ms {
-		out[i] = wire.FromModule(m)
+		out[i] = c.moduleView(m)
 	}
 	writeJSON(c.w, http.StatusOK, out)
 	return nil
@@ -218,7 +218,7 @@ func getModule(c *call) error {
 		return err
 	}
 	setETag(c, m.ETag)
-	writeJSON(c.w, http.StatusOK, wire.FromModule(m))
+	writeJSON(c.w, http.StatusOK, c.moduleView(m))
 	return nil
 }
 
@@ -248,7 +248,7 @@ func putModule(c *call) error {
 		return err
 	}
 	setETag(c, m.ETag)
-	writeJSON(c.w, http.StatusOK, wire.FromModule(m))
+	writeJSON(c.w, http.StatusOK, c.moduleView(m))
 	return nil
 }
 
@@ -279,7 +279,23 @@ func getTwin(c *call) error {
 
 func writeTwin(c *call, t hub.Twin, d hub.Device) {
 	setETag(c, t.ETag)
-	writeJSON(c.w, http.StatusOK, wire.FromTwin(t, d))
+	out := wire.FromTwin(t, d)
+	out.ConnectionState = wire.ConnectionState(c.api.hub.Connected(t.DeviceID, t.ModuleID))
+	writeJSON(c.w, http.StatusOK, out)
+}
+
+// deviceView renders a device identity with its live connection state.
+func (c *call) deviceView(d hub.Device) wire.Device {
+	out := wire.FromDevice(d)
+	out.ConnectionState = wire.ConnectionState(c.api.hub.Connected(d.ID, ""))
+	return out
+}
+
+// moduleView renders a module identity with its live connection state.
+func (c *call) moduleView(m hub.Module) wire.Module {
+	out := wire.FromModule(m)
+	out.ConnectionState = wire.ConnectionState(c.api.hub.Connected(m.DeviceID, m.ID))
+	return out
 }
 
 // patchTwin merges tags and desired properties (PATCH /twins/...).

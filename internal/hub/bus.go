@@ -100,3 +100,9 @@ func (b *Bus) Disconnect(deviceID, reason string) {
 		c.Close(reason)
 	}
 }
+
+// Connected reports whether a device (moduleID "") or module has a
+// connection to this server: IoT Hub's connectionState.
+func (s *Service) Connected(deviceID, moduleID string) bool {
+	return s.bus.Connected(deviceID, moduleID)
+}

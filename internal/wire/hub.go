@@ -133,6 +133,15 @@ type X509Thumbprint struct {
 	SecondaryThumbprint *string `json:"secondaryThumbprint"`
 }
 
+// ConnectionState renders whether an identity is connected, as IoT Hub
+// spells it.
+func ConnectionState(connected bool) string {
+	if connected {
+		return "Connected"
+	}
+	return "Disconnected"
+}
+
 // FromDevice renders a device identity.
 func FromDevice(d hub.Device) Device {
 	out := Device{
