@@ -3,13 +3,28 @@
 # packages the interop tests drive, then checks formatting, vet and
 # staticcheck, runs every Go test with the race detector (store conformance,
 # the HTTPS API over TLS, the CLI against a real server, the Azure IoT Node SDK
-# interop tests on 127.0.0.2:443, which need root), and gives every fuzz
-# target a short run. Set FUZZTIME (default 5s) for longer fuzzing.
+# interop tests on 127.0.0.2:443, which need root, and the web console in
+# headless Chromium), and gives every fuzz target a short run. Missing Debian
+# packages (Node.js, npm, Chromium) are installed when run as root. Set
+# FUZZTIME (default 5s) for longer fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null)/bin"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages: Node.js, npm and Chromium (Debian)"
+missing=()
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "missing: ${missing[*]} — install them (apt-get install ${missing[*]}) or run as root"; exit 1
+  fi
+fi
 
 step "npm packages for the interop tests (test/interop)"
 npm ci --prefix test/interop --no-audit --no-fund --loglevel=error

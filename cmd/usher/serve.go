@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/console"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/httpapi"
 	"github.com/usher-iot/usher/internal/hub"
@@ -112,7 +113,12 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if !strings.Contains(cfg.HubHostName(), ".") {
 		log.Warn("the hub host name has no dot; the Azure IoT C SDK refuses such an assignedHub. Give real fleets a dotted name with --hub-hostname (and --hostname)", "hubHostName", cfg.HubHostName())
 	}
-	s, err := newServers(cfg, db, idScope, tlsConf, log)
+	consoleSecret, err := console.LoadSecret(ctx, db)
+	if err != nil {
+		lns.close()
+		return err
+	}
+	s, err := newServers(cfg, db, idScope, endpoints, consoleSecret, tlsConf, log)
 	if err != nil {
 		lns.close()
 		return err
@@ -161,7 +167,7 @@ type servers struct {
 }
 
 // newServers wires the domain services to the transports by hand.
-func newServers(cfg Config, db *sqlite.DB, idScope string, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
+func newServers(cfg Config, db *sqlite.DB, idScope string, endpoints instance.Endpoints, consoleSecret []byte, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
 	bus := hub.NewBus()
 	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log})
 	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
@@ -175,9 +181,10 @@ func newServers(cfg Config, db *sqlite.DB, idScope string, tlsConf *tls.Config, 
 		return nil, err
 	}
 	ready := &atomic.Bool{}
+	enrollments := dps.NewService(db, dps.Options{})
 	api := httpapi.New(httpapi.Options{
 		Logger:      log,
-		Enrollments: dps.NewService(db, dps.Options{}),
+		Enrollments: enrollments,
 		DPSAuth:     policyAuth(db, access.DPS, cfg.Hostnames),
 		Registrar:   registrar,
 		Hub:         hubSvc,
@@ -185,16 +192,34 @@ func newServers(cfg Config, db *sqlite.DB, idScope string, tlsConf *tls.Config, 
 		RetryAfter:  retryAfterSeconds,
 		Ready:       ready.Load,
 	})
+	web, err := console.New(console.Options{
+		Logger: log, DPS: enrollments, Hub: hubSvc, Policies: db, IDScope: idScope, Endpoints: endpoints, Secret: consoleSecret,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return &servers{
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
 		https: &http.Server{
-			Handler:           api,
+			Handler:           withConsole(web, api),
 			TLSConfig:         tlsConf,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 	}, nil
+}
+
+// withConsole sends /console and everything under /console/ to the web
+// console and every other request to the API, whose paths never start so.
+func withConsole(web, api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == console.Prefix || strings.HasPrefix(p, console.Prefix+"/") {
+			web.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
 
 // run serves until ctx ends or a server fails, calling started once both
