@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/twinquery"
 )
 
 // The deployment engine decides what configurations want of each twin and
@@ -619,7 +620,7 @@ func removeContent(desired map[string]any, c *Configuration, owned []leaf) map[s
 		if l.value == nil || overlaps(owned, l.path) {
 			continue
 		}
-		if cur, ok := lookupPath(desired, l.path); ok && sameJSON(cur, l.value) {
+		if cur, ok := twinquery.Path(l.path).Lookup(desired); ok && sameJSON(cur, l.value) {
 			deletePath(desired, l.path, l.floor)
 		}
 	}

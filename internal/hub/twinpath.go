@@ -50,20 +50,6 @@ func setPath(doc map[string]any, path []string, v any, merge bool) map[string]an
 	return doc
 }
 
-func lookupPath(doc map[string]any, path []string) (any, bool) {
-	var cur any = doc
-	for _, seg := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[seg]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
-
 // deletePath removes the value at path and then each parent object the
 // removal left empty, down to depth floor.
 func deletePath(doc map[string]any, path []string, floor int) {
