@@ -12,7 +12,7 @@ import (
 // transports or storage, and pure packages stay pure (STYLE.md habit 14).
 func TestImportGraph(t *testing.T) {
 	const mod = "github.com/usher-iot/usher/"
-	transportOrStore := []string{"net/http", "database/sql", mod + "internal/httpapi", mod + "internal/mqttapi", mod + "internal/store", mod + "internal/wire", mod + "internal/console", mod + "internal/client"}
+	transportOrStore := []string{"net/http", "database/sql", mod + "internal/httpapi", mod + "internal/mqttapi", mod + "internal/store", mod + "internal/wire", mod + "internal/console", mod + "internal/client", "github.com/jackc/pgx"}
 	rules := []struct {
 		pkg    string
 		banned []string
@@ -24,6 +24,9 @@ func TestImportGraph(t *testing.T) {
 		{"internal/sas", append(transportOrStore, mod+"internal/dps", mod+"internal/access")},
 		{"internal/twinquery", append(transportOrStore, mod+"internal/dps", mod+"internal/fault")},
 		{"internal/fault", []string{mod}},
+		// The stores share only the conformance suite, never each other.
+		{"internal/store/sqlite", []string{mod + "internal/store/postgres", "github.com/jackc/pgx"}},
+		{"internal/store/postgres", []string{mod + "internal/store/sqlite", "modernc.org/sqlite"}},
 	}
 	deps := listDeps(t)
 	for _, r := range rules {

@@ -18,6 +18,8 @@ import (
 // variables, then flags.
 type Config struct {
 	DataDir        string   `toml:"data-dir"`
+	Store          string   `toml:"store"`
+	PostgresURL    string   `toml:"postgres-url"`
 	Hostnames      []string `toml:"hostname"`
 	HubHost        string   `toml:"hub-hostname"`
 	HTTPSAddr      string   `toml:"https-addr"`
@@ -34,6 +36,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		DataDir:   "usher-data",
+		Store:     storeSQLite,
 		Hostnames: []string{"localhost"},
 		HTTPSAddr: ":443",
 		MQTTAddr:  ":8883",
@@ -64,6 +67,8 @@ type setting struct {
 
 var settings = []setting{
 	{"data-dir", "directory for the database, TLS material and secrets (created 0700)", false, func(c *Config) any { return &c.DataDir }},
+	{"store", "where records live: sqlite (one file in the data directory) or postgres (shared by several nodes; needs --postgres-url)", false, func(c *Config) any { return &c.Store }},
+	{"postgres-url", "PostgreSQL URL for --store postgres, e.g. postgres://user@host/db?sslmode=verify-full", false, func(c *Config) any { return &c.PostgresURL }},
 	{"hostname", "host name devices and clients use; repeatable, the first is announced and used as the hub's name", true, func(c *Config) any { return &c.Hostnames }},
 	{"hub-hostname", "host name of the built-in IoT hub, returned to devices as assignedHub (default: the first --hostname); the Azure IoT C SDK needs a name with a dot", false, func(c *Config) any { return &c.HubHost }},
 	{"https-addr", "address for HTTPS (DPS device and service APIs, hub API, console)", false, func(c *Config) any { return &c.HTTPSAddr }},
@@ -164,6 +169,15 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir must not be empty"))
+	}
+	switch c.Store {
+	case storeSQLite:
+	case storePostgres:
+		if c.PostgresURL == "" {
+			errs = append(errs, errors.New("store postgres needs postgres-url"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store %q is not sqlite or postgres", c.Store))
 	}
 	if len(c.Hostnames) == 0 {
 		errs = append(errs, errors.New("at least one hostname is required"))

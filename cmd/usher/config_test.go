@@ -22,6 +22,8 @@ log-level = "debug"
 		t.Fatal(err)
 	}
 	env := map[string]string{"USHER_CONFIG": file, "USHER_MQTT_ADDR": "127.0.0.1:1884", "USHER_HOSTNAME": "env-a.example,env-b.example", "USHER_LOG_LEVEL": "warn"}
+	onPostgres := DefaultConfig()
+	onPostgres.Store, onPostgres.PostgresURL = "postgres", "postgres://u@db.example/usher"
 	tests := []struct {
 		name  string
 		flags []string
@@ -29,9 +31,10 @@ log-level = "debug"
 		want  Config
 	}{
 		{"ok/defaults", nil, nil, DefaultConfig()},
-		{"ok/file over defaults", []string{"--config", file}, nil, Config{DataDir: "from-file", Hostnames: []string{"file.example", "alt.example"}, HTTPSAddr: ":9443", MQTTAddr: ":9883", LogLevel: "debug", LogFormat: "text"}},
-		{"ok/env over file", nil, env, Config{DataDir: "from-file", Hostnames: []string{"env-a.example", "env-b.example"}, HTTPSAddr: ":9443", MQTTAddr: "127.0.0.1:1884", LogLevel: "warn", LogFormat: "text"}},
-		{"ok/flags over env", []string{"--mqtt-addr", ":1", "--hostname", "flag.example", "--data-dir", "d"}, env, Config{DataDir: "d", Hostnames: []string{"flag.example"}, HTTPSAddr: ":9443", MQTTAddr: ":1", LogLevel: "warn", LogFormat: "text"}},
+		{"ok/postgres from env", nil, map[string]string{"USHER_STORE": "postgres", "USHER_POSTGRES_URL": "postgres://u@db.example/usher"}, onPostgres},
+		{"ok/file over defaults", []string{"--config", file}, nil, Config{DataDir: "from-file", Store: "sqlite", Hostnames: []string{"file.example", "alt.example"}, HTTPSAddr: ":9443", MQTTAddr: ":9883", LogLevel: "debug", LogFormat: "text"}},
+		{"ok/env over file", nil, env, Config{DataDir: "from-file", Store: "sqlite", Hostnames: []string{"env-a.example", "env-b.example"}, HTTPSAddr: ":9443", MQTTAddr: "127.0.0.1:1884", LogLevel: "warn", LogFormat: "text"}},
+		{"ok/flags over env", []string{"--mqtt-addr", ":1", "--hostname", "flag.example", "--data-dir", "d"}, env, Config{DataDir: "d", Store: "sqlite", Hostnames: []string{"flag.example"}, HTTPSAddr: ":9443", MQTTAddr: ":1", LogLevel: "warn", LogFormat: "text"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,6 +68,8 @@ func TestConfigErrors(t *testing.T) {
 		{"error/unknown keys in file", []string{"--config", unknown}, []string{"unknown keys", "https_adress", "extra"}},
 		{"error/wrong type in file", []string{"--config", badType}, []string{"hostname"}},
 		{"error/missing file", []string{"--config", filepath.Join(dir, "nope.toml")}, []string{"nope.toml"}},
+		{"error/postgres without a URL", []string{"--store", "postgres"}, []string{"postgres-url"}},
+		{"error/unknown store", []string{"--store", "mysql"}, []string{`store "mysql"`}},
 		{"error/every problem at once", []string{"--https-addr", "443", "--log-level", "loud", "--tls-cert", "c.pem", "--hostname", "a b"}, []string{"https-addr", "log-level", "tls-key", `hostname "a b"`}},
 	}
 	for _, tc := range tests {

@@ -51,12 +51,14 @@ type connFlags struct {
 	dataDir          string
 	caFile           string
 	address          string
+	where            storeFlags
 }
 
 func (f *connFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.login, "login", "l", "", "DPS service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…); env USHER_CONNECTION_STRING")
 	fs.StringVar(&f.connectionString, "connection-string", "", "same as --login")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory of a local Usher server, used when no connection string is given (env USHER_DATA_DIR; default ./usher-data)")
+	f.where.register(fs)
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of an extra CA to trust (with --data-dir, instead of the data directory's CA)")
 	fs.StringVar(&f.address, "address", "", "host:port to dial instead of the connection string's HostName:443 (TLS still checks HostName)")
 }
@@ -105,12 +107,14 @@ func (f *connFlags) dialTo(ctx context.Context, e *env, t target) (*client.Clien
 		}
 		return t.newFn(parsed, client.Options{CAFile: f.caFile, Address: f.address})
 	}
-	return f.dialDataDir(ctx, dataDirOr(f.dataDir, e), t)
+	return f.dialStore(ctx, f.where.locate(f.dataDir, e), t)
 }
 
-// dialDataDir connects with what a server recorded in its data directory.
-func (f *connFlags) dialDataDir(ctx context.Context, dir string, t target) (*client.Client, error) {
-	info, err := readInfo(ctx, dir)
+// dialStore connects with what a server recorded in its store (the data
+// directory's, or PostgreSQL with --store postgres).
+func (f *connFlags) dialStore(ctx context.Context, loc storeLocation, t target) (*client.Client, error) {
+	dir := loc.DataDir
+	info, err := readStoreInfo(ctx, loc)
 	if err != nil {
 		return nil, fmt.Errorf("no %s to talk to (pass --login CONNECTION_STRING, set %s, or point --data-dir at a server's data directory): %w", t.name, t.env, err)
 	}

@@ -141,8 +141,11 @@ func (f *deviceRegisterFlags) options(ctx context.Context, e *env) (deviceclient
 	}
 	caFile := f.caFile
 	if opts.IDScope == "" || opts.Endpoint == "" || caFile == "" {
-		dir := dataDirOr(f.dataDir, e)
-		info, err := readInfo(ctx, dir)
+		// A --store postgres server is found through USHER_STORE and
+		// USHER_POSTGRES_URL.
+		loc := storeFlags{}.locate(f.dataDir, e)
+		dir := loc.DataDir
+		info, err := readStoreInfo(ctx, loc)
 		switch {
 		case err == nil:
 			if err := f.fromInfo(&opts, &caFile, info, dir); err != nil {

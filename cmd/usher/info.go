@@ -30,16 +30,18 @@ type Info struct {
 
 func infoCommand(e *env) *cobra.Command {
 	var dataDir string
+	var where storeFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "info",
 		Short: "Print the ID scope, endpoints, connection strings and CA file of a data directory",
 		Long: `Print what a client needs to reach this Usher: the ID scope, host name,
 addresses, the owner connection strings of DPS and the built-in hub, and the
-CA file to trust. Reads the data directory; the server need not be running.`,
+CA file to trust. Reads the data directory (or, with --store postgres, the
+PostgreSQL database); the server need not be running.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			info, err := readInfo(cmd.Context(), dataDirOr(dataDir, e))
+			info, err := readStoreInfo(cmd.Context(), where.locate(dataDir, e))
 			if err != nil {
 				return err
 			}
@@ -54,6 +56,7 @@ CA file to trust. Reads the data directory; the server need not be running.`,
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (env USHER_DATA_DIR; default ./usher-data)")
+	where.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -80,8 +83,15 @@ func openExisting(ctx context.Context, dir string) (*sqlite.DB, error) {
 	return sqlite.Open(ctx, path)
 }
 
+// readInfo reads what a server recorded in the SQLite store of its data
+// directory.
 func readInfo(ctx context.Context, dir string) (Info, error) {
-	db, err := openExisting(ctx, dir)
+	return readStoreInfo(ctx, storeLocation{Kind: storeSQLite, DataDir: dir})
+}
+
+// readStoreInfo reads what a server recorded in its store.
+func readStoreInfo(ctx context.Context, loc storeLocation) (Info, error) {
+	db, err := openLocated(ctx, loc)
 	if err != nil {
 		return Info{}, err
 	}

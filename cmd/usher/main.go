@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		groupCommand(e),
 		deviceCommand(e),
 		hubCommand(e),
+		benchCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)

@@ -14,6 +14,7 @@ import (
 // own data directory, over real TLS.
 type testServer struct {
 	DataDir string
+	Store   storeLocation
 	Info    Info
 	Banner  string
 }
@@ -22,7 +23,19 @@ type testServer struct {
 // The server stops when the test ends.
 func startServer(t testing.TB, extra ...string) *testServer {
 	t.Helper()
+	return startServerOn(t, "", extra...)
+}
+
+// startServerOn is startServer on the PostgreSQL database at postgresURL
+// (--store postgres), or on SQLite in the data directory when it is "".
+func startServerOn(t testing.TB, postgresURL string, extra ...string) *testServer {
+	t.Helper()
 	dir := t.TempDir()
+	loc := storeLocation{Kind: storeSQLite, DataDir: dir}
+	if postgresURL != "" {
+		loc = storeLocation{Kind: storePostgres, DataDir: dir, PostgresURL: postgresURL}
+		extra = append([]string{"--store", storePostgres, "--postgres-url", postgresURL}, extra...)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	args := append([]string{"serve", "--data-dir", dir, "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, extra...)
 	pr, done, stderr := startRunLogged(ctx, args, noEnv)
@@ -42,11 +55,11 @@ func startServer(t testing.TB, extra ...string) *testServer {
 		t.Fatalf("usher serve did not start: %v; stderr:\n%s", err, stderr.String())
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	info, err := readInfo(context.Background(), dir)
+	info, err := readStoreInfo(context.Background(), loc)
 	if err != nil {
 		t.Fatalf("usher info: %v", err)
 	}
-	return &testServer{DataDir: dir, Info: info, Banner: banner}
+	return &testServer{DataDir: dir, Store: loc, Info: info, Banner: banner}
 }
 
 // readBanner reads stdout up to the connection string line, which the
@@ -93,8 +106,13 @@ func (s *testServer) usher(t testing.TB, args ...string) (string, string, error)
 	t.Helper()
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string {
-		if k == "USHER_DATA_DIR" {
+		switch k {
+		case "USHER_DATA_DIR":
 			return s.DataDir
+		case "USHER_STORE":
+			return s.Store.Kind
+		case "USHER_POSTGRES_URL":
+			return s.Store.PostgresURL
 		}
 		return ""
 	}

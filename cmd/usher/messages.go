@@ -52,7 +52,7 @@ whether or not the server runs.`,
 		Example: "  usher hub messages --limit 20\n  usher hub messages --follow --device-id sensor-1",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := openExisting(cmd.Context(), dataDirOr(c.conn.dataDir, c.e))
+			db, err := openLocated(cmd.Context(), c.conn.where.locate(c.conn.dataDir, c.e))
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/usher-iot/usher/internal/access"
 	"github.com/usher-iot/usher/internal/sas"
-	"github.com/usher-iot/usher/internal/store/sqlite"
 )
 
 // policyView is how the CLI shows a policy.
@@ -44,13 +43,16 @@ plane); a running server sees changes at once.`,
 		}
 		return access.DPS
 	}
-	with := func(cmd *cobra.Command, fn func(context.Context, *sqlite.DB, string) error) error {
-		db, err := openExisting(cmd.Context(), dataDirOr(dataDir, e))
+	var where storeFlags
+	where.register(cmd.PersistentFlags())
+	with := func(cmd *cobra.Command, fn func(context.Context, access.Store, string) error) error {
+		loc := where.locate(dataDir, e)
+		db, err := openLocated(cmd.Context(), loc)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		info, err := readInfo(cmd.Context(), dataDirOr(dataDir, e))
+		info, err := readStoreInfo(cmd.Context(), loc)
 		if err != nil {
 			return err
 		}
@@ -66,7 +68,7 @@ plane); a running server sees changes at once.`,
 		Short: "Create a policy with freshly generated keys",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return with(cmd, func(ctx context.Context, db *sqlite.DB, host string) error {
+			return with(cmd, func(ctx context.Context, db access.Store, host string) error {
 				r, err := access.ParseRights(scope(), rights)
 				if err != nil {
 					return err
@@ -90,7 +92,7 @@ plane); a running server sees changes at once.`,
 		Short: "List policies with their rights (keys not shown)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return with(cmd, func(ctx context.Context, db *sqlite.DB, _ string) error {
+			return with(cmd, func(ctx context.Context, db access.Store, _ string) error {
 				ps, err := db.Policies(ctx, scope())
 				if err != nil {
 					return err
@@ -108,7 +110,7 @@ plane); a running server sees changes at once.`,
 		Short: "Show a policy with its keys and connection strings",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return with(cmd, func(ctx context.Context, db *sqlite.DB, host string) error {
+			return with(cmd, func(ctx context.Context, db access.Store, host string) error {
 				p, err := db.Policy(ctx, scope(), args[0])
 				if err != nil {
 					return err
@@ -122,7 +124,7 @@ plane); a running server sees changes at once.`,
 		Short: "Delete a policy; tokens signed with its keys stop working",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return with(cmd, func(ctx context.Context, db *sqlite.DB, _ string) error {
+			return with(cmd, func(ctx context.Context, db access.Store, _ string) error {
 				if strings.EqualFold(args[0], access.DPSOwner) && scope() == access.DPS || strings.EqualFold(args[0], access.HubOwner) && scope() == access.Hub {
 					return fmt.Errorf("%s is the owner policy that usher info and the banner rely on; renew its keys instead", args[0])
 				}
@@ -136,7 +138,7 @@ plane); a running server sees changes at once.`,
 		Short: "Regenerate a policy key (or swap the two)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return with(cmd, func(ctx context.Context, db *sqlite.DB, host string) error {
+			return with(cmd, func(ctx context.Context, db access.Store, host string) error {
 				p, err := db.Policy(ctx, scope(), args[0])
 				if err != nil {
 					return err

@@ -40,6 +40,10 @@ func serveCommand(e *env) *cobra.Command {
 generates an ID scope, a CA, a server certificate and the owner policies on
 first start, and serves HTTPS on :443 and MQTT on :8883 as host "localhost".
 
+With --store postgres --postgres-url URL the records live in PostgreSQL
+instead of ./usher-data/usher.db (the data directory still holds the TLS
+material); the schema is migrated on start, once however many nodes start.
+
 Settings come from defaults, then --config FILE (TOML; keys are the flag
 names), then USHER_* environment variables, then flags.`,
 		Args: cobra.NoArgs,
@@ -88,7 +92,7 @@ func openDataDir(ctx context.Context, dir string) (*sqlite.DB, error) {
 
 func serve(ctx context.Context, cfg Config, e *env) error {
 	log := newLogger(cfg, e.stderr)
-	db, err := openDataDir(ctx, cfg.DataDir)
+	db, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -167,7 +171,7 @@ type servers struct {
 }
 
 // newServers wires the domain services to the transports by hand.
-func newServers(cfg Config, db *sqlite.DB, idScope string, endpoints instance.Endpoints, consoleSecret []byte, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
+func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoints, consoleSecret []byte, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
 	bus := hub.NewBus()
 	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log})
 	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
@@ -272,7 +276,7 @@ const (
 	retryAfterSeconds = 1
 )
 
-func policyAuth(db *sqlite.DB, scope access.Scope, audiences []string) *access.Authenticator {
+func policyAuth(db access.Store, scope access.Scope, audiences []string) *access.Authenticator {
 	return &access.Authenticator{Store: db, Scope: scope, Now: time.Now, Skew: tokenSkew, Audiences: func() []string { return audiences }}
 }
 
@@ -341,7 +345,7 @@ func serverTLS(cfg Config, now time.Time) (*tls.Config, string, error) {
 	}, caFile, nil
 }
 
-func printBanner(ctx context.Context, w io.Writer, db *sqlite.DB, idScope string, ep instance.Endpoints) error {
+func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope string, ep instance.Endpoints) error {
 	owner, err := db.Policy(ctx, access.DPS, access.DPSOwner)
 	if err != nil {
 		return err

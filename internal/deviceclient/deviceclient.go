@@ -28,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,20 @@ type Options struct {
 	// Progress, when set, is called with the operation's status each time
 	// an answer reports one ("assigning", then the final status).
 	Progress func(status string)
+
+	// TLSConfig, when set, is the client TLS configuration used as is
+	// (RootCAs and ServerName are then ignored). A load generator sets it to
+	// control session resumption and to compare against a bare handshake.
+	TLSConfig *tls.Config
+	// Dialer, when set, opens the TCP connection (its LocalAddr, Control
+	// and Timeout apply), over both transports. Nil is a plain dialer.
+	Dialer *net.Dialer
+	// HTTPClient, when set, sends the HTTPS requests instead of a client
+	// made for this registration on a new connection; sharing one keeps
+	// connections alive across registrations. It must trust the server
+	// itself: TLSConfig, RootCAs and Dialer are not applied to it. MQTT
+	// ignores it.
+	HTTPClient *http.Client
 }
 
 // Result is the outcome of a registration: the fields of the final
@@ -273,11 +288,15 @@ func newRegistration(opts Options) (*registration, error) {
 	if serverName == "" {
 		serverName, _, _ = net.SplitHostPort(addr)
 	}
+	tlsConf := opts.TLSConfig
+	if tlsConf == nil {
+		tlsConf = &tls.Config{RootCAs: opts.RootCAs, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	}
 	r := &registration{
 		opts:     opts,
 		addr:     addr,
 		host:     host,
-		tls:      &tls.Config{RootCAs: opts.RootCAs, ServerName: serverName, MinVersion: tls.VersionTLS12},
+		tls:      tlsConf,
 		token:    token,
 		body:     body,
 		log:      opts.Logger,

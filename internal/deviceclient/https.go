@@ -26,12 +26,18 @@ const userAgent = "usher-deviceclient"
 //	GET /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=…
 type httpsExchanger struct {
 	r      *registration
-	tr     *http.Transport
+	tr     *http.Transport // nil with a caller's Options.HTTPClient
 	client *http.Client
 }
 
 func newHTTPSExchanger(r *registration) *httpsExchanger {
-	d := &net.Dialer{Timeout: requestTimeout, KeepAlive: 30 * time.Second}
+	if c := r.opts.HTTPClient; c != nil {
+		return &httpsExchanger{r: r, client: c}
+	}
+	d := r.opts.Dialer
+	if d == nil {
+		d = &net.Dialer{Timeout: requestTimeout, KeepAlive: 30 * time.Second}
+	}
 	tr := &http.Transport{
 		// Always dial the endpoint; the URL's host is only the Host header.
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -55,7 +61,13 @@ func (h *httpsExchanger) poll(ctx context.Context, operationID string) (answer, 
 	return h.do(ctx, http.MethodGet, []string{h.r.opts.IDScope, "registrations", h.r.opts.RegistrationID, "operations", operationID}, nil)
 }
 
-func (h *httpsExchanger) close() { h.tr.CloseIdleConnections() }
+// close closes the connection this registration opened; a shared
+// Options.HTTPClient keeps its connections.
+func (h *httpsExchanger) close() {
+	if h.tr != nil {
+		h.tr.CloseIdleConnections()
+	}
+}
 
 // do sends one request; path segments are escaped here.
 func (h *httpsExchanger) do(ctx context.Context, method string, path []string, body []byte) (answer, error) {

@@ -81,6 +81,9 @@ func dialMQTT(ctx context.Context, r *registration) (*mqttExchanger, error) {
 		SetConnectRetry(false).
 		SetOrderMatters(false).
 		SetDefaultPublishHandler(m.receive)
+	if r.opts.Dialer != nil {
+		o.SetDialer(r.opts.Dialer)
+	}
 	m.client = mqtt.NewClient(o)
 	tok := m.client.Connect()
 	if err := waitToken(ctx, tok); err != nil {

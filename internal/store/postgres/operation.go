@@ -1,0 +1,37 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/fault"
+)
+
+// PutOperation implements dps.Store.
+func (db *DB) PutOperation(ctx context.Context, op dps.Operation) error {
+	body, err := encode(op)
+	if err != nil {
+		return err
+	}
+	_, err = db.pool.Exec(ctx, `INSERT INTO operations (operation_id, created_unix, body) VALUES ($1, $2, $3)
+		ON CONFLICT (operation_id) DO UPDATE SET body = excluded.body`, op.ID, op.Created.Unix(), body)
+	if err != nil {
+		return fault.Wrap(fault.Internal, err, "put operation")
+	}
+	return nil
+}
+
+// Operation implements dps.Store.
+func (db *DB) Operation(ctx context.Context, id string) (dps.Operation, error) {
+	return readOne[dps.Operation](ctx, db, `SELECT body FROM operations WHERE operation_id = $1`, id)
+}
+
+// DeleteOperationsBefore implements dps.Store.
+func (db *DB) DeleteOperationsBefore(ctx context.Context, t time.Time) (int, error) {
+	tag, err := db.pool.Exec(ctx, `DELETE FROM operations WHERE created_unix < $1`, t.Unix())
+	if err != nil {
+		return 0, fault.Wrap(fault.Internal, err, "delete operations")
+	}
+	return int(tag.RowsAffected()), nil
+}
