@@ -20,6 +20,7 @@ type Config struct {
 	DataDir        string   `toml:"data-dir"`
 	Store          string   `toml:"store"`
 	PostgresURL    string   `toml:"postgres-url"`
+	SecretsKeyFile string   `toml:"secrets-key-file"`
 	Hostnames      []string `toml:"hostname"`
 	HubHost        string   `toml:"hub-hostname"`
 	HTTPSAddr      string   `toml:"https-addr"`
@@ -69,6 +70,7 @@ var settings = []setting{
 	{"data-dir", "directory for the database, TLS material and secrets (created 0700)", false, func(c *Config) any { return &c.DataDir }},
 	{"store", "where records live: sqlite (one file in the data directory) or postgres (shared by several nodes; needs --postgres-url)", false, func(c *Config) any { return &c.Store }},
 	{"postgres-url", "PostgreSQL URL for --store postgres, e.g. postgres://user@host/db?sslmode=verify-full", false, func(c *Config) any { return &c.PostgresURL }},
+	{"secrets-key-file", "file holding the base64 32-byte key that encrypts keys and secrets stored in PostgreSQL (or the key itself in env USHER_SECRETS_KEY); every node needs the same", false, func(c *Config) any { return &c.SecretsKeyFile }},
 	{"hostname", "host name devices and clients use; repeatable, the first is announced and used as the hub's name", true, func(c *Config) any { return &c.Hostnames }},
 	{"hub-hostname", "host name of the built-in IoT hub, returned to devices as assignedHub (default: the first --hostname); the Azure IoT C SDK needs a name with a dot", false, func(c *Config) any { return &c.HubHost }},
 	{"https-addr", "address for HTTPS (DPS device and service APIs, hub API, console)", false, func(c *Config) any { return &c.HTTPSAddr }},

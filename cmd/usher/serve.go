@@ -29,6 +29,7 @@ import (
 	"github.com/usher-iot/usher/internal/mqttapi"
 	"github.com/usher-iot/usher/internal/pki"
 	"github.com/usher-iot/usher/internal/sas"
+	"github.com/usher-iot/usher/internal/store/postgres"
 	"github.com/usher-iot/usher/internal/store/sqlite"
 )
 
@@ -41,8 +42,13 @@ generates an ID scope, a CA, a server certificate and the owner policies on
 first start, and serves HTTPS on :443 and MQTT on :8883 as host "localhost".
 
 With --store postgres --postgres-url URL the records live in PostgreSQL
-instead of ./usher-data/usher.db (the data directory still holds the TLS
-material); the schema is migrated on start, once however many nodes start.
+instead of ./usher-data/usher.db; the schema is migrated on start, once
+however many nodes start. Nodes on one database share everything, the
+generated TLS material included (the first node creates it; the data
+directory then holds only a copy of the CA certificate), and relay hub
+traffic to each other, so any node serves any device by the same host name.
+With --secrets-key-file (or USHER_SECRETS_KEY) every record and setting is
+encrypted in the database; every node needs the same key.
 
 Settings come from defaults, then --config FILE (TOML; keys are the flag
 names), then USHER_* environment variables, then flags.`,
@@ -92,7 +98,7 @@ func openDataDir(ctx context.Context, dir string) (*sqlite.DB, error) {
 
 func serve(ctx context.Context, cfg Config, e *env) error {
 	log := newLogger(cfg, e.stderr)
-	db, err := openStore(ctx, cfg)
+	db, err := openStore(ctx, cfg, e.getenv)
 	if err != nil {
 		return err
 	}
@@ -101,7 +107,13 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if err != nil {
 		return fmt.Errorf("first-start setup: %w", err)
 	}
-	tlsConf, caFile, err := serverTLS(cfg, time.Now())
+	var tlsConf *tls.Config
+	var caFile string
+	if cfg.Store == storePostgres {
+		tlsConf, caFile, err = sharedTLS(ctx, db, cfg, time.Now(), log)
+	} else {
+		tlsConf, caFile, err = serverTLS(cfg, time.Now())
+	}
 	if err != nil {
 		return err
 	}
@@ -126,6 +138,15 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if err != nil {
 		lns.close()
 		return err
+	}
+	if pg, ok := db.(*postgres.DB); ok {
+		relay := postgres.NewBusRelay(pg, s.bus, log)
+		if err := relay.Start(ctx); err != nil {
+			lns.close()
+			return err
+		}
+		defer relay.Close()
+		s.bus.SetRelay(relay)
 	}
 	return s.run(ctx, lns, func() error {
 		if err := printBanner(ctx, e.stdout, db, idScope, endpoints); err != nil {
@@ -167,6 +188,9 @@ type servers struct {
 	mqtt      *mqttapi.Server
 	registrar *dps.Registrar
 	hub       *hub.Service
+	bus       *hub.Bus
+	settings  instance.Store
+	exclusive exclusiveRunner
 	ready     *atomic.Bool
 }
 
@@ -204,6 +228,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	}
 	return &servers{
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
+		bus: bus, settings: db, exclusive: exclusiveFor(db),
 		https: &http.Server{
 			Handler:           withConsole(web, api),
 			TLSConfig:         tlsConf,
@@ -239,7 +264,7 @@ func (s *servers) run(ctx context.Context, lns listeners, started func() error) 
 	wg.Add(1)
 	go func() { defer wg.Done(); expireOperations(ctx, s.registrar, s.log) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); evaluateDeployments(ctx, s.hub, s.log) }()
+	go func() { defer wg.Done(); s.evaluateDeployments(ctx) }()
 	s.ready.Store(true)
 
 	var err error
@@ -304,8 +329,9 @@ func expireOperations(ctx context.Context, r *dps.Registrar, log *slog.Logger) {
 // (hub-protocol.md §5.3).
 const deploymentInterval = 5 * time.Minute
 
-// evaluateDeployments re-evaluates deployments periodically until ctx ends.
-func evaluateDeployments(ctx context.Context, h *hub.Service, log *slog.Logger) {
+// evaluateDeployments re-evaluates deployments periodically until ctx
+// ends; nodes sharing a store take turns, so each interval sees one pass.
+func (s *servers) evaluateDeployments(ctx context.Context) {
 	t := time.NewTicker(deploymentInterval)
 	defer t.Stop()
 	for {
@@ -313,8 +339,8 @@ func evaluateDeployments(ctx context.Context, h *hub.Service, log *slog.Logger) 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := h.EvaluateDeployments(ctx); err != nil && ctx.Err() == nil {
-				log.Warn("evaluating deployments", "err", err)
+			if _, err := deploymentPass(ctx, s.hub, s.settings, s.exclusive, time.Now); err != nil && ctx.Err() == nil {
+				s.log.Warn("evaluating deployments", "err", err)
 			}
 		}
 	}

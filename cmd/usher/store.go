@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -38,10 +41,14 @@ const (
 // openStore opens the store cfg names: SQLite in the data directory
 // (created if needed), or the PostgreSQL database at --postgres-url. The
 // data directory holds the TLS material either way.
-func openStore(ctx context.Context, cfg Config) (store, error) {
+func openStore(ctx context.Context, cfg Config, getenv func(string) string) (store, error) {
 	switch cfg.Store {
 	case storePostgres:
-		db, err := postgres.Open(ctx, cfg.PostgresURL)
+		key, err := secretsKey(cfg.SecretsKeyFile, getenv)
+		if err != nil {
+			return nil, err
+		}
+		db, err := postgres.Open(ctx, cfg.PostgresURL, postgres.Options{SecretsKey: key})
 		if err != nil {
 			return nil, fmt.Errorf("PostgreSQL store: %w", err)
 		}
@@ -58,19 +65,23 @@ type storeLocation struct {
 	Kind        string // storeSQLite or storePostgres
 	DataDir     string
 	PostgresURL string
+	SecretsKey  []byte // PostgreSQL's secrets key, nil when none is given
+	keyErr      error  // why the secrets key could not be read
 }
 
 // storeFlags are --store and --postgres-url on the commands that read a
 // server's store; unset, they fall back to USHER_STORE and
 // USHER_POSTGRES_URL, then to SQLite.
 type storeFlags struct {
-	kind        string
-	postgresURL string
+	kind           string
+	postgresURL    string
+	secretsKeyFile string
 }
 
 func (f *storeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kind, "store", "", "store of the server to read: sqlite (in --data-dir) or postgres (env USHER_STORE; default sqlite)")
 	fs.StringVar(&f.postgresURL, "postgres-url", "", "PostgreSQL URL of a --store postgres server (env USHER_POSTGRES_URL)")
+	fs.StringVar(&f.secretsKeyFile, "secrets-key-file", "", "the server's secrets key file, for a --store postgres server started with one (env USHER_SECRETS_KEY_FILE, or the key in USHER_SECRETS_KEY)")
 }
 
 // locate resolves the store flags and a data directory flag.
@@ -85,6 +96,11 @@ func (f storeFlags) locate(dataDir string, e *env) storeLocation {
 	if loc.PostgresURL == "" {
 		loc.PostgresURL = e.getenv("USHER_POSTGRES_URL")
 	}
+	keyFile := f.secretsKeyFile
+	if keyFile == "" {
+		keyFile = e.getenv("USHER_SECRETS_KEY_FILE")
+	}
+	loc.SecretsKey, loc.keyErr = secretsKey(keyFile, e.getenv)
 	return loc
 }
 
@@ -98,7 +114,10 @@ func openLocated(ctx context.Context, loc storeLocation) (store, error) {
 		if loc.PostgresURL == "" {
 			return nil, fmt.Errorf("--store postgres needs --postgres-url (or USHER_POSTGRES_URL)")
 		}
-		db, err := postgres.Open(ctx, loc.PostgresURL)
+		if loc.keyErr != nil {
+			return nil, loc.keyErr
+		}
+		db, err := postgres.Open(ctx, loc.PostgresURL, postgres.Options{SecretsKey: loc.SecretsKey})
 		if err != nil {
 			return nil, fmt.Errorf("PostgreSQL store: %w", err)
 		}
@@ -106,4 +125,31 @@ func openLocated(ctx context.Context, loc storeLocation) (store, error) {
 	default:
 		return nil, fmt.Errorf("store %q is not sqlite or postgres", loc.Kind)
 	}
+}
+
+// secretsKey reads the PostgreSQL secrets key: the file's content when
+// file is set, else USHER_SECRETS_KEY; nil when neither is. The key is
+// base64 (standard, padded or not) of postgres.SecretsKeySize bytes, e.g.
+// from `head -c 32 /dev/urandom | base64`.
+func secretsKey(file string, getenv func(string) string) ([]byte, error) {
+	text, from := getenv("USHER_SECRETS_KEY"), "USHER_SECRETS_KEY"
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("secrets key: %w", err)
+		}
+		text, from = string(b), file
+	}
+	text = strings.TrimRight(strings.TrimSpace(text), "=")
+	if text == "" {
+		if file != "" {
+			return nil, fmt.Errorf("secrets key file %s is empty", file)
+		}
+		return nil, nil
+	}
+	key, err := base64.RawStdEncoding.DecodeString(text)
+	if err != nil || len(key) != postgres.SecretsKeySize {
+		return nil, fmt.Errorf("secrets key in %s: want base64 of %d bytes", from, postgres.SecretsKeySize)
+	}
+	return key, nil
 }

@@ -22,11 +22,38 @@ type Conn interface {
 }
 
 // Bus connects the hub's use cases to the devices connected to this
-// process: desired-property pushes, direct methods, disconnects. A
-// multi-node deployment replaces it with one that fans out across nodes.
+// process: desired-property pushes, direct methods, disconnects. In a
+// multi-node deployment a Relay also carries them to the other nodes, whose
+// relays hand them to their own bus through the Local methods.
 type Bus struct {
 	mu    sync.Mutex
 	conns map[connKey]map[Conn]struct{}
+	relay Relay
+}
+
+// Relay carries bus traffic to the other nodes sharing the store
+// (internal/store/postgres provides one over LISTEN/NOTIFY).
+type Relay interface {
+	// DesiredChanged and Disconnect are best effort: a node that misses
+	// one leaves the device to resynchronise when it reconnects.
+	DesiredChanged(deviceID, moduleID string, patch map[string]any, version int64)
+	Disconnect(deviceID, reason string)
+	// InvokeMethod calls a method on a device connected to another node,
+	// with Conn.InvokeMethod's errors; fault.NotFound when no node has it.
+	InvokeMethod(ctx context.Context, deviceID, moduleID, name string, payload json.RawMessage) (int, json.RawMessage, error)
+}
+
+// SetRelay makes the bus fan out through r. Call it before the bus is used.
+func (b *Bus) SetRelay(r Relay) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.relay = r
+}
+
+func (b *Bus) currentRelay() Relay {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.relay
 }
 
 type connKey struct{ device, module string }
@@ -67,16 +94,37 @@ func (b *Bus) lookup(deviceID, moduleID string) []Conn {
 // Connected reports whether the device or module has a connection here.
 func (b *Bus) Connected(deviceID, moduleID string) bool { return len(b.lookup(deviceID, moduleID)) > 0 }
 
-// DesiredChanged pushes a desired patch to the twin's connections.
+// DesiredChanged pushes a desired patch to the twin's connections, here
+// and through the relay.
 func (b *Bus) DesiredChanged(deviceID, moduleID string, patch map[string]any, version int64) {
+	b.LocalDesiredChanged(deviceID, moduleID, patch, version)
+	if r := b.currentRelay(); r != nil {
+		r.DesiredChanged(deviceID, moduleID, patch, version)
+	}
+}
+
+// LocalDesiredChanged pushes a desired patch to this process's connections.
+func (b *Bus) LocalDesiredChanged(deviceID, moduleID string, patch map[string]any, version int64) {
 	for _, c := range b.lookup(deviceID, moduleID) {
 		c.DesiredChanged(patch, version)
 	}
 }
 
-// InvokeMethod calls a direct method on a connected device or module.
-// Errors: fault.NotFound ("not online") when nothing is connected.
+// InvokeMethod calls a direct method on a connected device or module: a
+// connection of this process, else one the relay finds. Errors:
+// fault.NotFound ("not online") when nothing is connected.
 func (b *Bus) InvokeMethod(ctx context.Context, deviceID, moduleID, name string, payload json.RawMessage) (int, json.RawMessage, error) {
+	if len(b.lookup(deviceID, moduleID)) == 0 {
+		if r := b.currentRelay(); r != nil {
+			return r.InvokeMethod(ctx, deviceID, moduleID, name, payload)
+		}
+	}
+	return b.LocalInvokeMethod(ctx, deviceID, moduleID, name, payload)
+}
+
+// LocalInvokeMethod calls a direct method on a connection of this process.
+// Errors: fault.NotFound ("not online") when nothing is connected here.
+func (b *Bus) LocalInvokeMethod(ctx context.Context, deviceID, moduleID, name string, payload json.RawMessage) (int, json.RawMessage, error) {
 	conns := b.lookup(deviceID, moduleID)
 	if len(conns) == 0 {
 		return 0, nil, fault.New(fault.NotFound, "Device %q is not online.", deviceID)
@@ -84,8 +132,18 @@ func (b *Bus) InvokeMethod(ctx context.Context, deviceID, moduleID, name string,
 	return conns[0].InvokeMethod(ctx, name, payload)
 }
 
-// Disconnect closes every connection of a device and of its modules.
+// Disconnect closes every connection of a device and of its modules, here
+// and through the relay.
 func (b *Bus) Disconnect(deviceID, reason string) {
+	b.LocalDisconnect(deviceID, reason)
+	if r := b.currentRelay(); r != nil {
+		r.Disconnect(deviceID, reason)
+	}
+}
+
+// LocalDisconnect closes this process's connections of a device and of its
+// modules.
+func (b *Bus) LocalDisconnect(deviceID, reason string) {
 	b.mu.Lock()
 	var all []Conn
 	for k, set := range b.conns {

@@ -465,6 +465,9 @@ func TestHubPersistentSession(t *testing.T) {
 	if ack.ReasonCode != 0 || !ack.SessionPresent {
 		t.Fatalf("CONNACK code %d session present %v, want 0 and a session", ack.ReasonCode, ack.SessionPresent)
 	}
+	for !e.bus.Connected(id, "") {
+		time.Sleep(10 * time.Millisecond) // the broker establishes the session after sending CONNACK
+	}
 	if _, err := e.hub.PatchTwin(context.Background(), id, "", hub.TwinPatch{Desired: map[string]any{"after": "reconnect"}}, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,21 @@ func ensureCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, 
 	if _, err := os.Stat(certPath); err == nil {
 		return loadPair(certPath, keyPath)
 	}
+	der, key, err := createCA(now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return nil, nil, err
+	}
+	if err := writePEM(certPath, 0o644, "CERTIFICATE", der); err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return cert, key, err
+}
+
+func createCA(now time.Time) ([]byte, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -113,14 +128,7 @@ func ensureCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("create CA: %w", err)
 	}
-	if err := writeKey(keyPath, key); err != nil {
-		return nil, nil, err
-	}
-	if err := writePEM(certPath, 0o644, "CERTIFICATE", der); err != nil {
-		return nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	return cert, key, err
+	return der, key, nil
 }
 
 // current reports whether the server certificate at path was signed by ca,
@@ -130,6 +138,10 @@ func current(path string, ca *x509.Certificate, names []string, now time.Time) b
 	if err != nil {
 		return false
 	}
+	return currentPEM(raw, ca, names, now)
+}
+
+func currentPEM(raw []byte, ca *x509.Certificate, names []string, now time.Time) bool {
 	block, _ := pem.Decode(raw)
 	if block == nil {
 		return false
@@ -147,9 +159,22 @@ func current(path string, ca *x509.Certificate, names []string, now time.Time) b
 }
 
 func issueServer(m Material, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, now time.Time) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	chain, keyPEM, err := issue(ca, caKey, names, now)
 	if err != nil {
 		return err
+	}
+	if err := writeFile(m.KeyFile, 0o600, keyPEM); err != nil {
+		return err
+	}
+	return writeFile(m.CertFile, 0o644, chain)
+}
+
+// issue returns a server certificate chain (leaf, then CA) for names and
+// its key, as PEM.
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, now time.Time) (chain, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -168,13 +193,14 @@ func issueServer(m Material, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return fmt.Errorf("create server certificate: %w", err)
+		return nil, nil, fmt.Errorf("create server certificate: %w", err)
 	}
-	if err := writeKey(m.KeyFile, key); err != nil {
-		return err
+	keyPEM, err = keyToPEM(key)
+	if err != nil {
+		return nil, nil, err
 	}
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})...)
-	return writeFile(m.CertFile, 0o644, chain)
+	chain = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})...)
+	return chain, keyPEM, nil
 }
 
 func loadPair(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
@@ -191,11 +217,19 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, e
 }
 
 func writeKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	b, err := keyToPEM(key)
 	if err != nil {
 		return err
 	}
-	return writePEM(path, 0o600, "PRIVATE KEY", der)
+	return writeFile(path, 0o600, b)
+}
+
+func keyToPEM(key *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 func writePEM(path string, mode os.FileMode, typ string, der []byte) error {

@@ -33,14 +33,26 @@ const migrateLock = 0x7573686572
 // DB is the PostgreSQL store. It implements dps.Store, access.Store,
 // instance.Store and hub.Store.
 type DB struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	secrets *secrets // nil: plaintext
+}
+
+// Options tune Open.
+type Options struct {
+	// SecretsKey (SecretsKeySize bytes), when set, seals every record
+	// body and setting written with AES-256-GCM; see secrets.go.
+	SecretsKey []byte
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value
 // string, as libpq reads them) and applies pending migrations. The schema
 // is the connection's search_path; set it with
 // options=-c%20search_path%3Dname in the URL to use another schema.
-func Open(ctx context.Context, url string) (*DB, error) {
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	sec, err := newSecrets(opts.SecretsKey)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fault.Wrap(fault.Invalid, err, "parse PostgreSQL URL")
@@ -53,7 +65,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, fault.Wrap(fault.Unavailable, err, "connect to PostgreSQL")
 	}
-	db := &DB{pool: pool}
+	db := &DB{pool: pool, secrets: sec}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -145,4 +157,28 @@ func conditional(changed, exists bool) error {
 	default:
 		return fault.New(fault.PreconditionFailed, "etag mismatch")
 	}
+}
+
+// Exclusive runs fn unless another session holds the advisory lock key,
+// holding it while fn runs; ran reports whether fn ran. Nodes use it for
+// periodic work one node should do at a time.
+func (db *DB) Exclusive(ctx context.Context, key int64, fn func(context.Context) error) (ran bool, err error) {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return false, fault.Wrap(fault.Unavailable, err, "acquire connection")
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+		return false, internal(err)
+	}
+	if !got {
+		return false, nil
+	}
+	defer func() {
+		if _, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key); uerr != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx)) // closing the session drops the lock
+		}
+	}()
+	return true, fn(ctx)
 }

@@ -14,7 +14,7 @@ import (
 
 func mustOpen(tb testing.TB, url string) *postgres.DB {
 	tb.Helper()
-	db, err := postgres.Open(context.Background(), url)
+	db, err := postgres.Open(context.Background(), url, postgres.Options{})
 	if err != nil {
 		tb.Fatalf("open: %v", err)
 	}
@@ -53,7 +53,7 @@ func TestConcurrentStartMigratesOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			db, err := postgres.Open(context.Background(), url)
+			db, err := postgres.Open(context.Background(), url, postgres.Options{})
 			if err != nil {
 				t.Errorf("node %d: open: %v", i, err)
 				return

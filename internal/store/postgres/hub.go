@@ -28,7 +28,7 @@ func (db *DB) Twin(ctx context.Context, deviceID, moduleID string) (hub.Twin, er
 
 // CreateIdentity implements hub.Store.
 func (db *DB) CreateIdentity(ctx context.Context, id hub.Identity) error {
-	body, err := encode(id.Device)
+	body, err := db.encode(id.Device)
 	if err != nil {
 		return err
 	}
@@ -40,16 +40,16 @@ func (db *DB) CreateIdentity(ctx context.Context, id hub.Identity) error {
 		if tag.RowsAffected() == 0 {
 			return fault.New(fault.Conflict, "device exists")
 		}
-		if err := putTwin(ctx, tx, id.Twin); err != nil {
+		if err := db.putTwin(ctx, tx, id.Twin); err != nil {
 			return err
 		}
-		return addModules(ctx, tx, id.Modules, id.ModuleTwins)
+		return db.addModules(ctx, tx, id.Modules, id.ModuleTwins)
 	})
 }
 
 // UpdateIdentity implements hub.Store.
 func (db *DB) UpdateIdentity(ctx context.Context, d hub.Device, etag string, twin *hub.Twin, modules []hub.Module, moduleTwins []hub.Twin) error {
-	body, err := encode(d)
+	body, err := db.encode(d)
 	if err != nil {
 		return err
 	}
@@ -65,16 +65,16 @@ func (db *DB) UpdateIdentity(ctx context.Context, d hub.Device, etag string, twi
 			return err
 		}
 		if twin != nil {
-			if err := putTwin(ctx, tx, *twin); err != nil {
+			if err := db.putTwin(ctx, tx, *twin); err != nil {
 				return err
 			}
 		}
-		return addModules(ctx, tx, modules, moduleTwins)
+		return db.addModules(ctx, tx, modules, moduleTwins)
 	})
 }
 
-func putTwin(ctx context.Context, tx pgx.Tx, t hub.Twin) error {
-	body, err := encode(t)
+func (db *DB) putTwin(ctx context.Context, tx pgx.Tx, t hub.Twin) error {
+	body, err := db.encode(t)
 	if err != nil {
 		return err
 	}
@@ -84,9 +84,9 @@ func putTwin(ctx context.Context, tx pgx.Tx, t hub.Twin) error {
 }
 
 // addModules creates the modules (and their twins) that do not exist yet.
-func addModules(ctx context.Context, tx pgx.Tx, modules []hub.Module, twins []hub.Twin) error {
+func (db *DB) addModules(ctx context.Context, tx pgx.Tx, modules []hub.Module, twins []hub.Twin) error {
 	for i, m := range modules {
-		body, err := encode(m)
+		body, err := db.encode(m)
 		if err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func addModules(ctx context.Context, tx pgx.Tx, modules []hub.Module, twins []hu
 			return err
 		}
 		if tag.RowsAffected() == 1 && i < len(twins) {
-			if err := putTwin(ctx, tx, twins[i]); err != nil {
+			if err := db.putTwin(ctx, tx, twins[i]); err != nil {
 				return err
 			}
 		}
@@ -105,7 +105,7 @@ func addModules(ctx context.Context, tx pgx.Tx, modules []hub.Module, twins []hu
 
 // UpdateTwin implements hub.Store.
 func (db *DB) UpdateTwin(ctx context.Context, t hub.Twin, etag string) error {
-	body, err := encode(t)
+	body, err := db.encode(t)
 	if err != nil {
 		return err
 	}
@@ -130,11 +130,11 @@ func (db *DB) TwinRecords(ctx context.Context, modules bool, after hub.TwinKey, 
 		if err := rows.Scan(&tb, &dbody); err != nil {
 			return nil, fault.Wrap(fault.Internal, err, "list twins")
 		}
-		t, err := decode[hub.Twin](tb)
+		t, err := decode[hub.Twin](db, tb)
 		if err != nil {
 			return nil, err
 		}
-		d, err := decode[hub.Device](dbody)
+		d, err := decode[hub.Device](db, dbody)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +179,7 @@ func (db *DB) DeleteDevice(ctx context.Context, id, etag string) error {
 
 // CreateModule implements hub.Store.
 func (db *DB) CreateModule(ctx context.Context, m hub.Module, twin hub.Twin) error {
-	body, err := encode(m)
+	body, err := db.encode(m)
 	if err != nil {
 		return err
 	}
@@ -200,13 +200,13 @@ func (db *DB) CreateModule(ctx context.Context, m hub.Module, twin hub.Twin) err
 		if tag.RowsAffected() == 0 {
 			return fault.New(fault.Conflict, "module exists")
 		}
-		return putTwin(ctx, tx, twin)
+		return db.putTwin(ctx, tx, twin)
 	})
 }
 
 // UpdateModule implements hub.Store.
 func (db *DB) UpdateModule(ctx context.Context, m hub.Module, etag string) error {
-	body, err := encode(m)
+	body, err := db.encode(m)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func (db *DB) DeviceDeployment(ctx context.Context, deviceID string) (hub.Device
 
 // PutDeviceDeployment implements hub.ConfigurationStore.
 func (db *DB) PutDeviceDeployment(ctx context.Context, d hub.DeviceDeployment) error {
-	body, err := encode(d)
+	body, err := db.encode(d)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func (db *DB) AppendMessage(ctx context.Context, m hub.Message, keep int) error 
 		body = []byte{}
 	}
 	m.Seq, m.Body = 0, nil
-	meta, err := encode(m)
+	meta, err := db.encode(m)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (db *DB) Messages(ctx context.Context, afterSeq int64, limit int) ([]hub.Me
 		if err := rows.Scan(&seq, &meta, &body); err != nil {
 			return nil, fault.Wrap(fault.Internal, err, "read messages")
 		}
-		m, err := decode[hub.Message](meta)
+		m, err := decode[hub.Message](db, meta)
 		if err != nil {
 			return nil, err
 		}

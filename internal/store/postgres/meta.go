@@ -22,7 +22,7 @@ func (db *DB) Setting(ctx context.Context, key string) (string, error) {
 	if err != nil {
 		return "", fault.Wrap(fault.Internal, err, "read setting")
 	}
-	return v, nil
+	return db.secrets.open(v)
 }
 
 // InitSetting stores value under key unless a value is there already, and
@@ -31,9 +31,9 @@ func (db *DB) Setting(ctx context.Context, key string) (string, error) {
 func (db *DB) InitSetting(ctx context.Context, key, value string) (string, error) {
 	for {
 		var out string
-		err := db.pool.QueryRow(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING value`, key, value).Scan(&out)
+		err := db.pool.QueryRow(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING value`, key, db.secrets.seal(value)).Scan(&out)
 		if err == nil {
-			return out, nil
+			return db.secrets.open(out)
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return "", fault.Wrap(fault.Internal, err, "init setting")
@@ -53,7 +53,7 @@ func (db *DB) InitSetting(ctx context.Context, key, value string) (string, error
 
 // PutSetting stores value under key, replacing any value.
 func (db *DB) PutSetting(ctx context.Context, key, value string) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	_, err := db.pool.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, db.secrets.seal(value))
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "put setting")
 	}

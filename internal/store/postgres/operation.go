@@ -10,7 +10,7 @@ import (
 
 // PutOperation implements dps.Store.
 func (db *DB) PutOperation(ctx context.Context, op dps.Operation) error {
-	body, err := encode(op)
+	body, err := db.encode(op)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func (db *DB) Policies(ctx context.Context, scope access.Scope) ([]access.Policy
 
 // CreatePolicy implements access.Store.
 func (db *DB) CreatePolicy(ctx context.Context, p access.Policy) error {
-	body, err := encode(p)
+	body, err := db.encode(p)
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func (db *DB) CreatePolicy(ctx context.Context, p access.Policy) error {
 
 // UpdatePolicy implements access.Store.
 func (db *DB) UpdatePolicy(ctx context.Context, p access.Policy) error {
-	body, err := encode(p)
+	body, err := db.encode(p)
 	if err != nil {
 		return err
 	}

@@ -20,16 +20,22 @@ type table[T any] struct {
 	name string
 }
 
-func encode(v any) (string, error) {
+// encode returns v's JSON, sealed when the store has a secrets key.
+func (db *DB) encode(v any) (string, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return "", fault.Wrap(fault.Internal, err, "encode record")
 	}
-	return string(b), nil
+	return db.secrets.seal(string(b)), nil
 }
 
-func decode[T any](body string) (T, error) {
+// decode opens (when sealed) and decodes a stored body.
+func decode[T any](db *DB, stored string) (T, error) {
 	var v T
+	body, err := db.secrets.open(stored)
+	if err != nil {
+		return v, err
+	}
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
@@ -51,7 +57,7 @@ func readOne[T any](ctx context.Context, db *DB, q string, args ...any) (T, erro
 		var zero T
 		return zero, fault.Wrap(fault.Internal, err, "read")
 	}
-	return decode[T](body)
+	return decode[T](db, body)
 }
 
 // listBodies runs a query selecting one body column and decodes each row.
@@ -67,7 +73,7 @@ func listBodies[T any](ctx context.Context, db *DB, q string, args ...any) ([]T,
 		if err := rows.Scan(&body); err != nil {
 			return nil, fault.Wrap(fault.Internal, err, "list")
 		}
-		v, err := decode[T](body)
+		v, err := decode[T](db, body)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +105,7 @@ func (t table[T]) get(ctx context.Context, key string) (T, error) {
 }
 
 func (t table[T]) create(ctx context.Context, key, etag string, rec T) error {
-	body, err := encode(rec)
+	body, err := t.db.encode(rec)
 	if err != nil {
 		return err
 	}
@@ -114,7 +120,7 @@ func (t table[T]) create(ctx context.Context, key, etag string, rec T) error {
 }
 
 func (t table[T]) update(ctx context.Context, key, etag, newETag string, rec T) error {
-	body, err := encode(rec)
+	body, err := t.db.encode(rec)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ func (db *DB) Registration(ctx context.Context, id string) (dps.Registration, er
 
 // PutRegistration implements dps.Store.
 func (db *DB) PutRegistration(ctx context.Context, r dps.Registration) error {
-	body, err := encode(r)
+	body, err := db.encode(r)
 	if err != nil {
 		return err
 	}

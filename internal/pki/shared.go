@@ -1,0 +1,63 @@
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// PEM is TLS material held in memory rather than in a directory: what
+// several nodes sharing one store keep in it, so that one certificate
+// serves them all (docs/decisions/0012-multi-node.md).
+type PEM struct {
+	Cert []byte `json:"cert"` // a CA certificate, or a server chain (leaf, then CA)
+	Key  []byte `json:"key"`
+}
+
+// NewCA creates a CA as Ensure does for a directory.
+func NewCA(now time.Time) (PEM, error) {
+	der, key, err := createCA(now)
+	if err != nil {
+		return PEM{}, err
+	}
+	k, err := keyToPEM(key)
+	if err != nil {
+		return PEM{}, err
+	}
+	return PEM{Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: k}, nil
+}
+
+// IssueServer issues a server certificate for hostnames (see Names) signed
+// by ca.
+func IssueServer(ca PEM, hostnames []string, now time.Time) (PEM, error) {
+	cert, key, err := parseCA(ca)
+	if err != nil {
+		return PEM{}, err
+	}
+	chain, k, err := issue(cert, key, Names(hostnames), now)
+	return PEM{Cert: chain, Key: k}, err
+}
+
+// Current reports whether server was signed by ca, covers exactly
+// hostnames (see Names) and is not near expiry.
+func Current(server, ca PEM, hostnames []string, now time.Time) bool {
+	cert, _, err := parseCA(ca)
+	return err == nil && currentPEM(server.Cert, cert, Names(hostnames), now)
+}
+
+func parseCA(ca PEM) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	pair, err := tls.X509KeyPair(ca.Cert, ca.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA: %w", err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, errors.New("load CA: the CA key is not an ECDSA key")
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	return cert, key, err
+}
