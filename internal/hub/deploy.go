@@ -72,21 +72,39 @@ func (s *Service) EvaluateDeployments(ctx context.Context) error {
 // device's module identities change, so a new module twin gets its
 // deployment content at once. Errors: fault.NotFound.
 func (s *Service) EvaluateDevice(ctx context.Context, deviceID string) error {
+	// The common case while provisioning — no configuration exists and the
+	// device has nothing to clean up — writes nothing, so it is decided
+	// without the lock that serialises evaluations.
+	set, d, t, err := s.deviceState(ctx, deviceID)
+	if err != nil || nothingToEvaluate(set, d, t) {
+		return err
+	}
 	s.deployMu.Lock()
 	defer s.deployMu.Unlock()
-	set, err := s.loadConfigurations(ctx, nil)
-	if err != nil {
-		return err
-	}
-	d, err := s.Device(ctx, deviceID)
-	if err != nil {
-		return err
-	}
-	t, err := s.store.Twin(ctx, deviceID, "")
-	if err != nil {
+	if set, d, t, err = s.deviceState(ctx, deviceID); err != nil {
 		return err
 	}
 	return s.evaluateDevice(ctx, set, d, t)
+}
+
+// deviceState reads what evaluating one device needs.
+func (s *Service) deviceState(ctx context.Context, deviceID string) (*configSet, Device, Twin, error) {
+	set, err := s.loadConfigurations(ctx, nil)
+	if err != nil {
+		return nil, Device{}, Twin{}, err
+	}
+	d, err := s.Device(ctx, deviceID)
+	if err != nil {
+		return nil, Device{}, Twin{}, err
+	}
+	t, err := s.store.Twin(ctx, deviceID, "")
+	return set, d, t, err
+}
+
+// nothingToEvaluate reports a device no configuration configures and that
+// has no configuration state to clean up.
+func nothingToEvaluate(set *configSet, d Device, t Twin) bool {
+	return len(set.known) == 0 && len(t.Configurations) == 0 && !d.IoTEdge
 }
 
 // deviceChanged re-evaluates a device whose tags changed or that was
@@ -266,7 +284,7 @@ func (s *Service) evaluateAll(ctx context.Context, retired *Configuration) error
 // evaluateDevice brings a device twin and, where it matters, its module
 // twins to what the configurations want.
 func (s *Service) evaluateDevice(ctx context.Context, set *configSet, d Device, t Twin) error {
-	if len(set.known) == 0 && len(t.Configurations) == 0 && !d.IoTEdge {
+	if nothingToEvaluate(set, d, t) {
 		return nil // nothing configures it, nothing to clean up: the common case while provisioning
 	}
 	devDoc := TwinDoc(t, d)
