@@ -56,6 +56,20 @@ func (r *Registrar) attest(ctx context.Context, idScope, registrationID string, 
 	if tok.Expiry.Before(now.Add(-r.skew)) {
 		return admission{}, denied("token expired")
 	}
+	adm, err := r.verifyKeys(ctx, tok, registrationID, now)
+	if err == nil && adm.admits() {
+		r.proofs.remember(proofKey(idScope, registrationID, proof), now, tok.Expiry.Add(r.skew))
+	}
+	return adm, err
+}
+
+// admits reports an admission whose proof matched a key (a disabled
+// individual enrollment that blocks a group member admits nothing).
+func (a admission) admits() bool { return a.primaryKey != "" }
+
+// verifyKeys checks the token's signature against the individual
+// enrollment's keys, else each group's derived keys.
+func (r *Registrar) verifyKeys(ctx context.Context, tok sas.Token, registrationID string, now time.Time) (admission, error) {
 	e, err := r.store.Enrollment(ctx, registrationID)
 	switch {
 	case err == nil:

@@ -18,6 +18,7 @@ type Registrar struct {
 	now     func() time.Time
 	skew    time.Duration
 	log     *slog.Logger
+	proofs  proofCache // proofs accepted recently, for polls
 }
 
 // RegistrarOptions configure a Registrar.
@@ -73,17 +74,16 @@ func (r *Registrar) Register(ctx context.Context, req RegisterRequest) (Operatio
 		return Operation{}, err
 	}
 	op := Operation{ID: newOperationID(), RegistrationID: req.RegistrationID, Created: now}
+	var record *Registration
 	if adm.disabled() {
 		op.Status = StatusOff
 		op.Registration = Registration{RegistrationID: req.RegistrationID, GroupID: adm.groupID(), Status: StatusOff, ETag: newETag(), Created: now, Updated: now}
 	} else {
 		op.Registration = r.assign(ctx, req, adm, now)
 		op.Status = op.Registration.Status
-		if err := r.store.PutRegistration(ctx, op.Registration); err != nil {
-			return Operation{}, err
-		}
+		record = &op.Registration
 	}
-	if err := r.store.PutOperation(ctx, op); err != nil {
+	if err := r.store.PutOperation(ctx, op, record); err != nil {
 		return Operation{}, err
 	}
 	return op, nil
@@ -144,8 +144,11 @@ func (r *Registrar) failed(reg Registration, code int, msg string, cause error) 
 // OperationStatus answers a device's poll for one of its operations. The
 // poll carries the same proof as the request.
 func (r *Registrar) OperationStatus(ctx context.Context, idScope, registrationID, operationID string, proof Proof) (Operation, error) {
-	if _, err := r.attest(ctx, idScope, registrationID, proof, r.now()); err != nil {
-		return Operation{}, err
+	now := r.now()
+	if !r.proofs.accepted(proofKey(idScope, registrationID, proof), now) {
+		if _, err := r.attest(ctx, idScope, registrationID, proof, now); err != nil {
+			return Operation{}, err
+		}
 	}
 	op, err := r.store.Operation(ctx, operationID)
 	if fault.Is(err, fault.NotFound) || err == nil && !strings.EqualFold(op.RegistrationID, registrationID) {

@@ -35,8 +35,11 @@ type Store interface {
 	// individual enrollments) whose IDKey sorts after after.
 	Registrations(ctx context.Context, groupID, after string, limit int) ([]Registration, error)
 
-	// PutOperation creates or replaces a registration operation.
-	PutOperation(ctx context.Context, op Operation) error
+	// PutOperation creates or replaces a registration operation and, when
+	// record is not nil, creates or replaces that registration record in the
+	// same transaction: a device never sees an operation whose record is
+	// missing, and a registration costs one write.
+	PutOperation(ctx context.Context, op Operation, record *Registration) error
 	Operation(ctx context.Context, id string) (Operation, error)
 	// DeleteOperationsBefore removes operations created before t and says
 	// how many.

@@ -22,14 +22,15 @@ func (db *DB) PutRegistration(ctx context.Context, r dps.Registration) error {
 	if err != nil {
 		return err
 	}
-	_, err = db.pool.Exec(ctx, `INSERT INTO registrations (id_key, group_key, etag, body) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body`,
-		dps.IDKey(r.RegistrationID), dps.IDKey(r.GroupID), r.ETag, body)
+	_, err = db.pool.Exec(ctx, putRegistrationSQL, dps.IDKey(r.RegistrationID), dps.IDKey(r.GroupID), r.ETag, body)
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "put registration")
 	}
 	return nil
 }
+
+const putRegistrationSQL = `INSERT INTO registrations (id_key, group_key, etag, body) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body`
 
 // DeleteRegistration implements dps.Store.
 func (db *DB) DeleteRegistration(ctx context.Context, id, etag string) error {

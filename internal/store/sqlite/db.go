@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/usher-iot/usher/internal/fault"
 
@@ -30,6 +31,11 @@ type DB struct {
 	read   *sql.DB
 	writes *stmtCache
 	reads  reader
+
+	reqs     chan writeReq // to the group-commit writer (writer.go)
+	stop     chan struct{} // closed by Close
+	stopped  chan struct{} // closed when the writer has returned
+	stopOnce sync.Once
 }
 
 // Open opens (creating if needed) the database file at path and applies
@@ -50,7 +56,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fault.Wrap(fault.Internal, err, "open database")
 	}
 	read.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
-	db := &DB{write: write, read: read, writes: newStmtCache(write), reads: reader{newStmtCache(read)}}
+	db := &DB{write: write, read: read, writes: newStmtCache(write), reads: reader{newStmtCache(read)},
+		reqs: make(chan writeReq), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go db.writer(db.stop, db.stopped)
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -60,6 +68,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 
 // Close releases the database.
 func (db *DB) Close() error {
+	db.stopOnce.Do(func() { close(db.stop) })
+	<-db.stopped
 	db.writes.close()
 	db.reads.c.close()
 	return errorsJoin(db.read.Close(), db.write.Close())
@@ -109,24 +119,6 @@ func (db *DB) apply(ctx context.Context, name, version string) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, version)
 		return err
 	})
-}
-
-// tx runs fn in a write transaction. A fault returned by fn passes through;
-// other errors become fault.Internal.
-func (db *DB) tx(ctx context.Context, fn func(*wtx) error) error {
-	db.writes.preparePending(ctx)
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fault.Wrap(fault.Internal, err, "begin transaction")
-	}
-	if err := fn(&wtx{tx: tx, c: db.writes}); err != nil {
-		_ = tx.Rollback()
-		return internal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fault.Wrap(fault.Internal, err, "commit")
-	}
-	return nil
 }
 
 func internal(err error) error {

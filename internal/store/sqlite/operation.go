@@ -8,12 +8,23 @@ import (
 )
 
 // PutOperation implements dps.Store.
-func (db *DB) PutOperation(ctx context.Context, op dps.Operation) error {
+func (db *DB) PutOperation(ctx context.Context, op dps.Operation, record *dps.Registration) error {
 	body, err := encode(op)
 	if err != nil {
 		return err
 	}
+	var recBody string
+	if record != nil {
+		if recBody, err = encode(*record); err != nil {
+			return err
+		}
+	}
 	return db.tx(ctx, func(tx *wtx) error {
+		if record != nil {
+			if err := putRegistration(ctx, tx, *record, recBody); err != nil {
+				return err
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO operations (operation_id, created_unix, body) VALUES (?, ?, ?)
 			ON CONFLICT (operation_id) DO UPDATE SET body = excluded.body`, op.ID, op.Created.Unix(), body)
 		return err

@@ -21,12 +21,14 @@ func (db *DB) PutRegistration(ctx context.Context, r dps.Registration) error {
 	if err != nil {
 		return err
 	}
-	return db.tx(ctx, func(tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO registrations (id_key, group_key, etag, body) VALUES (?, ?, ?, ?)
-			ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body`,
-			dps.IDKey(r.RegistrationID), dps.IDKey(r.GroupID), r.ETag, body)
-		return err
-	})
+	return db.tx(ctx, func(tx *wtx) error { return putRegistration(ctx, tx, r, body) })
+}
+
+func putRegistration(ctx context.Context, tx *wtx, r dps.Registration, body string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO registrations (id_key, group_key, etag, body) VALUES (?, ?, ?, ?)
+		ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body`,
+		dps.IDKey(r.RegistrationID), dps.IDKey(r.GroupID), r.ETag, body)
+	return err
 }
 
 // DeleteRegistration implements dps.Store.

@@ -94,13 +94,17 @@ func (r reader) QueryContext(ctx context.Context, q string, args ...any) (*sql.R
 }
 
 // wtx is a write transaction that uses the write pool's prepared statements
-// when they exist.
+// when they exist. Its statements run to completion whatever their
+// context: SQLite answers an interrupted write by rolling back the whole
+// transaction, which is shared by a batch of callers (writer.go). A
+// caller's context is checked before its work starts instead.
 type wtx struct {
 	tx *sql.Tx
 	c  *stmtCache
 }
 
 func (w *wtx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	if st := w.c.lookup(q); st != nil {
 		return w.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -108,6 +112,7 @@ func (w *wtx) ExecContext(ctx context.Context, q string, args ...any) (sql.Resul
 }
 
 func (w *wtx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	if st := w.c.lookup(q); st != nil {
 		return w.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

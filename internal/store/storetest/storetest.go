@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"enrollment/concurrent conditional updates", concurrentUpdates},
 		{"group/round trip and list", groupRoundTrip},
 		{"registration/put list delete", registrations},
+		{"operation/put with record, get, expire", operations},
 		{"policy/crud", policies},
 		{"setting/first writer wins", settings},
 		{"hub/registry", hubRegistry},
@@ -253,6 +254,36 @@ func registrations(t *testing.T, s Store) {
 	mustNil(t, s.DeleteRegistration(ctx(), "r1", "new"), "delete")
 	_, err = s.Registration(ctx(), "r1")
 	wantKind(t, err, fault.NotFound, "get deleted")
+}
+
+func operations(t *testing.T, s Store) {
+	rec := dps.Registration{RegistrationID: "dev-1", GroupID: "G", DeviceID: "dev-1", AssignedHub: "hub.example", Status: dps.Assigned,
+		ETag: "e1", Created: t0, Updated: t0}
+	old := dps.Operation{ID: "5.old", RegistrationID: "dev-1", Status: dps.Assigned, Registration: rec, Created: t0.Add(-48 * time.Hour)}
+	mustNil(t, s.PutOperation(ctx(), old, nil), "put operation without record")
+	_, err := s.Registration(ctx(), "dev-1")
+	wantKind(t, err, fault.NotFound, "record after an operation without one")
+	op := dps.Operation{ID: "5.new", RegistrationID: "dev-1", Status: dps.Assigned, Registration: rec, Created: t0}
+	mustNil(t, s.PutOperation(ctx(), op, &rec), "put operation with record")
+	got, err := s.Operation(ctx(), "5.new")
+	mustNil(t, err, "get operation")
+	if diff := cmp.Diff(op, got); diff != "" {
+		t.Errorf("operation (-want +got):\n%s", diff)
+	}
+	gotRec, err := s.Registration(ctx(), "DEV-1")
+	mustNil(t, err, "record written with the operation")
+	if gotRec.ETag != "e1" || gotRec.AssignedHub != "hub.example" {
+		t.Errorf("record = %+v", gotRec)
+	}
+	n, err := s.DeleteOperationsBefore(ctx(), t0.Add(-time.Hour))
+	mustNil(t, err, "expire")
+	if n != 1 {
+		t.Errorf("expired %d operations, want 1", n)
+	}
+	_, err = s.Operation(ctx(), "5.old")
+	wantKind(t, err, fault.NotFound, "expired operation")
+	_, err = s.Operation(ctx(), "5.new")
+	mustNil(t, err, "kept operation")
 }
 
 func policies(t *testing.T, s Store) {
