@@ -235,8 +235,9 @@ func (f *benchFlags) resolve(ctx context.Context, e *env) (benchTarget, error) {
 	caFile := f.conn.caFile
 	usesLogin := f.conn.login != "" || f.conn.connectionString != "" || (f.conn.dataDir == "" && e.getenv(dpsTarget.env) != "")
 	if opts.IDScope == "" || opts.Endpoint == "" || caFile == "" || !usesLogin {
-		dir := dataDirOr(f.conn.dataDir, e)
-		info, err := readInfo(ctx, dir)
+		loc := f.conn.where.locate(f.conn.dataDir, e)
+		dir := loc.DataDir
+		info, err := readStoreInfo(ctx, loc)
 		switch {
 		case err == nil:
 			if err := (&deviceRegisterFlags{}).fromInfo(&opts, &caFile, info, dir); err != nil {
