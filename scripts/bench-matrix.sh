@@ -83,8 +83,11 @@ bench() {
 	local name=$1 ip=$2 transport=$3 store=$4 pid=$5 n=$6 prefix=$7
 	shift 7
 	local args=(bench --data-dir "$work/$name" --transport "$transport" --devices "$n" --concurrency "$concurrency"
-		--retry-after-cap 0 --json --pid "$pid" --prefix "$prefix" --address "$ip:$([ "$transport" = mqtt ] && echo 8883 || echo 443)")
+		--retry-after-cap 0 --json --pid "$pid" --prefix "$prefix")
 	if [ "$store" = pg ]; then args+=(--store postgres --postgres-url "$pgurl"); fi
+	# Nodes on one database share the recorded address (the first node's);
+	# --address sends this generator to its own node.
+	if [ "$transport" = https ]; then args+=(--address "$ip:443"); fi
 	"$bin" "${args[@]}" "$@"
 }
 

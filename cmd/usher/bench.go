@@ -31,6 +31,7 @@ import (
 type benchFlags struct {
 	devices       int
 	concurrency   int
+	rate          float64
 	transport     enumFlag
 	keepAlive     bool
 	groupID       string
@@ -64,6 +65,10 @@ ephemeral ports nor TIME_WAIT slots. The server's retry-after between the
 registration and its poll is honoured as devices do (Usher asks for 1 s);
 --retry-after-cap lowers it, and --retry-after-cap 0 polls at once, which
 measures the server rather than the wait.
+
+--rate offers registrations at a fixed rate instead of as fast as the
+concurrency allows (open loop): run once unpaced to find the peak, then at,
+say, 80% of it to read latency below saturation.
 
 The report gives registrations/s, latency per registration (from the first
 byte sent to "assigned") at p50/p95/p99/max, and errors by kind (auth,
@@ -110,6 +115,7 @@ registration failed, after printing the report.`,
 	fs := cmd.Flags()
 	fs.IntVar(&f.devices, "devices", 1000, "number of simulated devices to register")
 	fs.IntVar(&f.concurrency, "concurrency", 64, "registrations in flight at once")
+	fs.Float64Var(&f.rate, "rate", 0, "start registrations at this many per second (open loop, at most --concurrency in flight; latency then counts from each scheduled start); 0 starts them as fast as --concurrency allows")
 	fs.Var(&f.transport, "transport", "https or mqtt")
 	fs.BoolVar(&f.keepAlive, "keep-alive", false, "share keep-alive HTTPS connections between devices instead of a fresh TLS connection per device")
 	fs.StringVar(&f.groupID, "group-id", "usher-bench", "enrollment group to register the devices in; created (symmetric key) if missing")
@@ -134,6 +140,9 @@ type benchTarget struct {
 }
 
 func (f *benchFlags) run(ctx context.Context, e *env) error {
+	if f.rate < 0 {
+		return fmt.Errorf("--rate must not be negative (got %g)", f.rate)
+	}
 	if f.devices <= 0 || f.concurrency <= 0 {
 		return fmt.Errorf("--devices and --concurrency must be positive (got %d and %d)", f.devices, f.concurrency)
 	}
@@ -172,10 +181,10 @@ func (f *benchFlags) run(ctx context.Context, e *env) error {
 		}
 	}
 	do, release := bt.target.Registrations()
-	out := bench.Run(ctx, bench.Load{Total: f.devices, Concurrency: f.concurrency, Do: do, Progress: f.progress(e, "")})
+	out := bench.Run(ctx, bench.Load{Total: f.devices, Concurrency: f.concurrency, Rate: f.rate, Do: do, Progress: f.progress(e, "")})
 	release()
 	rep := bench.NewReport(out)
-	rep.Transport, rep.KeepAlive, rep.Concurrency = bt.target.Transport, bt.target.KeepAlive, f.concurrency
+	rep.Transport, rep.KeepAlive, rep.Concurrency, rep.OfferedRate = bt.target.Transport, bt.target.KeepAlive, f.concurrency, f.rate
 	rep.SourceAddressSpread = bench.NewDialers(bt.target.Endpoint, true).Spread()
 	rep.RetryAfter = retryAfterText(bt.target.RetryAfterCap)
 	if server != nil {

@@ -28,6 +28,11 @@ type Load struct {
 	// about every Every (default 250 ms) and once at the end.
 	Progress func(Snapshot)
 	Every    time.Duration
+	// Rate, when positive, paces the run: unit i starts no earlier than
+	// i/Rate seconds after the start (an open-loop arrival rate, capped by
+	// Concurrency). A paced unit's latency counts from its scheduled start,
+	// so time spent waiting for a free slot is not hidden.
+	Rate float64
 }
 
 // Snapshot is the state of a run in progress.
@@ -85,6 +90,15 @@ func Run(ctx context.Context, l Load) Outcome {
 				}
 				var err error
 				t0 := time.Now()
+				if l.Rate > 0 {
+					t0 = start.Add(time.Duration(float64(i) / l.Rate * float64(time.Second)))
+					if wait := time.Until(t0); wait > 0 {
+						select {
+						case <-time.After(wait):
+						case <-ctx.Done():
+						}
+					}
+				}
 				if err = ctx.Err(); err == nil {
 					err = l.Do(ctx, i)
 				}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -217,6 +219,28 @@ func TestRunCountsAndClassifies(t *testing.T) {
 	}
 	if len(snaps) == 0 || snaps[len(snaps)-1].Done != 100 {
 		t.Errorf("last progress %+v, want Done 100", snaps)
+	}
+}
+
+func TestRunPacedByRate(t *testing.T) {
+	var mu sync.Mutex
+	var starts []time.Duration
+	begin := time.Now()
+	out := Run(context.Background(), Load{
+		Total: 20, Concurrency: 8, Rate: 100, // one start per 10 ms: 190 ms for 20
+		Do: func(context.Context, int) error {
+			mu.Lock()
+			starts = append(starts, time.Since(begin))
+			mu.Unlock()
+			return nil
+		},
+	})
+	if out.Succeeded != 20 {
+		t.Fatalf("%d succeeded, want 20", out.Succeeded)
+	}
+	slices.Sort(starts)
+	if last := starts[len(starts)-1]; last < 180*time.Millisecond {
+		t.Errorf("the 20th unit started after %v; at 100/s it cannot start before 190 ms", last)
 	}
 }
 

@@ -16,6 +16,7 @@ type Report struct {
 	RetryAfter             string         `json:"retryAfter"`
 	Devices                int            `json:"devices"`
 	Concurrency            int            `json:"concurrency"`
+	OfferedRate            float64        `json:"offeredRate,omitempty"` // --rate: registrations started per second
 	Registrations          int            `json:"registrations"`
 	Errors                 int            `json:"errors"`
 	ErrorsByKind           map[string]int `json:"errorsByKind,omitempty"`
@@ -58,8 +59,12 @@ func (r Report) WriteText(w io.Writer) error {
 		spread = ", source addresses spread over 127.1.0.0/16"
 	}
 	if r.Registrations > 0 || r.Devices > 0 {
-		fmt.Fprintf(&b, "registrations  %d devices over %s, concurrency %d, %s%s, retry-after %s\n",
-			r.Devices, r.Transport, r.Concurrency, conn, spread, r.RetryAfter)
+		offered := ""
+		if r.OfferedRate > 0 {
+			offered = fmt.Sprintf(", offered %.0f/s", r.OfferedRate)
+		}
+		fmt.Fprintf(&b, "registrations  %d devices over %s, concurrency %d%s, %s%s, retry-after %s\n",
+			r.Devices, r.Transport, r.Concurrency, offered, conn, spread, r.RetryAfter)
 		fmt.Fprintf(&b, "  succeeded    %d in %.2fs\n", r.Registrations, r.DurationSeconds)
 		fmt.Fprintf(&b, "  throughput   %.1f registrations/s\n", r.RegistrationsPerSecond)
 		l := r.LatencyMs
