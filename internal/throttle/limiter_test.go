@@ -28,7 +28,9 @@ type step struct {
 	wantRetry int
 }
 
-func reg(id, src string) Request { return Request{Transport: "https", Class: Registration, DeviceID: id, Source: src} }
+func reg(id, src string) Request {
+	return Request{Transport: "https", Class: Registration, DeviceID: id, Source: src}
+}
 func poll(id, src string) Request {
 	return Request{Transport: "mqtt", Class: Poll, DeviceID: id, Source: src}
 }
