@@ -63,7 +63,9 @@ func TestThrottledDeviceRequests(t *testing.T) {
 		Now:                    func() time.Time { return frozen },
 	})
 	base := func(id string) string { return "/" + a.idScope + "/registrations/" + url.PathEscape(id) }
-	auth := func(id, key string) map[string]string { return map[string]string{"Authorization": a.deviceToken(t, id, key)} }
+	auth := func(id, key string) map[string]string {
+		return map[string]string{"Authorization": a.deviceToken(t, id, key)}
+	}
 	put := func(id, key string) response {
 		return a.do(t, "PUT", base(id)+"/register?api-version=2019-03-31", map[string]any{"registrationId": id}, auth(id, key))
 	}
