@@ -100,6 +100,7 @@ type Limiter struct {
 	now  func() time.Time
 
 	mu        sync.Mutex
+	last      time.Time     // the latest time the buckets were read at
 	global    *rate.Limiter // nil when unlimited
 	perSource *table
 	perDevice [2]*table // by Class
@@ -149,11 +150,11 @@ func (l *Limiter) Admit(r Request) Decision {
 	if r.Class != Registration && r.Class != Poll {
 		r.Class = Poll
 	}
-	now := l.now()
 	device := l.perDevice[r.Class]
 	source := sourceKey(r.Source)
 
 	l.mu.Lock()
+	now := l.clock()
 	d := Decision{OK: true, l: l, device: device, id: r.DeviceID}
 	// The most specific refusal names the limit; the longest wait is the
 	// retry-after.
@@ -202,12 +203,25 @@ func (d Decision) Charge() {
 	if !d.OK || d.l == nil || d.device == nil || d.device.rate.Unlimited() {
 		return
 	}
-	now := d.l.now()
 	d.l.mu.Lock()
 	defer d.l.mu.Unlock()
+	now := d.l.clock()
 	if lim := d.device.get(d.id, now, true); lim != nil {
 		lim.ReserveN(now, 1) // n ≤ burst: always granted, into debt if need be
 	}
+}
+
+// clock reads the time under l.mu, never earlier than the last reading: a
+// rate.Limiter handed a time before its last one moves its clock back and
+// then credits the same interval twice, so times read before taking the
+// lock (in whatever order goroutines then get it) would let bursts through.
+func (l *Limiter) clock() time.Time {
+	now := l.now()
+	if now.Before(l.last) {
+		now = l.last
+	}
+	l.last = now
+	return now
 }
 
 // RetryAfterSeconds is RetryAfter in whole seconds, rounded up, from 1 to

@@ -305,3 +305,32 @@ func TestParseRate(t *testing.T) {
 		}
 	}
 }
+
+// Times read by goroutines that then take the lock in another order must not
+// let more through than the bucket allows: the limiter never hands its
+// buckets a time earlier than the last.
+func TestTimeNeverRunsBackwards(t *testing.T) {
+	start := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var i int
+	l := New(Options{
+		Registrations: Rate{N: 10, Per: time.Second},
+		Now: func() time.Time {
+			i++
+			at := start.Add(time.Duration(i) * 10 * time.Millisecond)
+			if i%2 == 1 {
+				at = at.Add(-500 * time.Millisecond) // read long ago, locked late
+			}
+			return at
+		},
+	})
+	admitted := 0
+	for range 1000 {
+		if l.Admit(reg("a", "x")).OK {
+			admitted++
+		}
+	}
+	// 10 s of time: a burst of 10 plus 10/s.
+	if admitted > 110 {
+		t.Errorf("admitted %d over 10 s at 10/s with a burst of 10, want at most 110", admitted)
+	}
+}
