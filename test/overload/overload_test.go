@@ -14,9 +14,12 @@ package overload
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -269,4 +272,75 @@ func run(t *testing.T, bin string, args ...string) []byte {
 		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
 	}
 	return out
+}
+
+// TestConnectionLimit checks --max-connections on both listeners: past the
+// limit a new connection is closed at once (no TLS handshake, no queue),
+// and closing one frees its place.
+func TestConnectionLimit(t *testing.T) {
+	const maxConns = 3
+	dir := t.TempDir()
+	bin := build(t, dir, "./cmd/usher")
+	dataDir := filepath.Join(dir, "data")
+	srv := start(t, bin, dataDir, "--max-connections", strconv.Itoa(maxConns))
+	var in struct {
+		HTTPSAddr string `json:"httpsAddr"`
+		MQTTAddr  string `json:"mqttAddr"`
+		CAFile    string `json:"caFile"`
+	}
+	if err := json.Unmarshal(run(t, bin, "info", "--json", "--data-dir", dataDir), &in); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(in.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	conf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	dial := func(addr string) (*tls.Conn, error) {
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", addr, conf)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c, err
+	}
+	for _, l := range []struct{ name, addr string }{{"https", in.HTTPSAddr}, {"mqtt", in.MQTTAddr}} {
+		t.Run(l.name, func(t *testing.T) {
+			var held []*tls.Conn
+			for i := range maxConns {
+				c, err := dial(l.addr)
+				if err != nil {
+					t.Fatalf("connection %d of %d: %v", i+1, maxConns, err)
+				}
+				held = append(held, c)
+			}
+			began := time.Now()
+			if _, err := dial(l.addr); err == nil {
+				t.Fatalf("connection %d was admitted; the limit is %d", maxConns+1, maxConns)
+			} else if took := time.Since(began); took > 5*time.Second {
+				t.Errorf("the connection over the limit was refused only after %v", took)
+			}
+			held[0].Close()
+			// The server notices the close asynchronously; a device would
+			// retry, and so does this check, for a while.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				c, err := dial(l.addr)
+				if err == nil {
+					c.Close()
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no connection admitted after one was closed: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			for _, c := range held[1:] {
+				c.Close()
+			}
+		})
+	}
+	stop(t, srv)
 }
