@@ -24,6 +24,7 @@ func TestImportGraph(t *testing.T) {
 		{"internal/sas", append(transportOrStore, mod+"internal/dps", mod+"internal/access")},
 		{"internal/twinquery", append(transportOrStore, mod+"internal/dps", mod+"internal/fault")},
 		{"internal/fault", []string{mod}},
+		{"internal/throttle", append(transportOrStore, mod+"internal/dps", mod+"internal/hub")},
 		// The stores share only the conformance suite, never each other.
 		{"internal/store/sqlite", []string{mod + "internal/store/postgres", "github.com/jackc/pgx"}},
 		{"internal/store/postgres", []string{mod + "internal/store/sqlite", "modernc.org/sqlite"}},

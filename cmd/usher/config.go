@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -30,6 +31,13 @@ type Config struct {
 	TLSKey         string   `toml:"tls-key"`
 	LogLevel       string   `toml:"log-level"`
 	LogFormat      string   `toml:"log-format"`
+
+	// Overload limits (limits.go); empty means the built-in default.
+	LimitRegistrations          textOrNumber `toml:"limit-registrations"`
+	LimitRegistrationsPerDevice textOrNumber `toml:"limit-registrations-per-device"`
+	LimitPollsPerDevice         textOrNumber `toml:"limit-polls-per-device"`
+	LimitRequestsPerSource      textOrNumber `toml:"limit-requests-per-source"`
+	MaxConnections              textOrNumber `toml:"max-connections"`
 }
 
 // DefaultConfig is the embedded default: everything in ./usher-data, HTTPS
@@ -80,6 +88,11 @@ var settings = []setting{
 	{"message-webhook", "http(s) URL that receives every device-to-cloud message as a JSON POST (best effort, never blocks devices)", false, func(c *Config) any { return &c.MessageWebhook }},
 	{"log-level", "debug, info, warn or error", false, func(c *Config) any { return &c.LogLevel }},
 	{"log-format", "text or json", false, func(c *Config) any { return &c.LogFormat }},
+	{"limit-registrations", "registrations this node admits, from all devices: N/s, N/min, N/h or N/<duration> (bursts of N), or off; over it devices are answered 429 with Retry-After (default " + defaultLimitRegistrations + ")", false, func(c *Config) any { return (*string)(&c.LimitRegistrations) }},
+	{"limit-registrations-per-device", "registrations of one registration ID that proved its key, or off (default " + defaultLimitRegistrationsPerDevice + ")", false, func(c *Config) any { return (*string)(&c.LimitRegistrationsPerDevice) }},
+	{"limit-polls-per-device", "operation polls and status lookups of one registration ID, or off (default " + defaultLimitPollsPerDevice + ")", false, func(c *Config) any { return (*string)(&c.LimitPollsPerDevice) }},
+	{"limit-requests-per-source", "device registrations, polls and lookups from one IP address (IPv6: one /64), or off (default " + defaultLimitRequestsPerSource + "; devices behind one NAT share an address)", false, func(c *Config) any { return (*string)(&c.LimitRequestsPerSource) }},
+	{"max-connections", "connections each listener (HTTPS, MQTT) holds at once; more are closed at once; 0 for no limit (default " + strconv.Itoa(defaultMaxConnections) + ")", false, func(c *Config) any { return (*string)(&c.MaxConnections) }},
 }
 
 func envName(key string) string {
@@ -212,6 +225,9 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log-format %q is not text or json", c.LogFormat))
+	}
+	if _, _, err := c.Limits(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

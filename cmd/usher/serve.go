@@ -31,6 +31,7 @@ import (
 	"github.com/usher-iot/usher/internal/sas"
 	"github.com/usher-iot/usher/internal/store/postgres"
 	"github.com/usher-iot/usher/internal/store/sqlite"
+	"github.com/usher-iot/usher/internal/throttle"
 )
 
 func serveCommand(e *env) *cobra.Command {
@@ -192,6 +193,7 @@ type servers struct {
 	settings  instance.Store
 	exclusive exclusiveRunner
 	ready     *atomic.Bool
+	maxConns  int // per listener; 0 for no limit
 }
 
 // newServers wires the domain services to the transports by hand.
@@ -201,9 +203,15 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
 		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log,
 	})
+	limitOpts, maxConns, err := cfg.Limits() // checked by Config.Validate
+	if err != nil {
+		return nil, err
+	}
+	// limitOpts.OnThrottle is the hook for counting refusals in metrics.
+	limits := throttle.New(limitOpts)
 	mqttSrv, err := mqttapi.New(mqttapi.Options{
 		Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds,
-		Hub: hubSvc, Bus: bus, HubTokenSkew: tokenSkew, MessageWebhook: cfg.MessageWebhook,
+		Hub: hubSvc, Bus: bus, HubTokenSkew: tokenSkew, MessageWebhook: cfg.MessageWebhook, Limits: limits,
 	})
 	if err != nil {
 		return nil, err
@@ -219,6 +227,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 		HubAuth:     policyAuth(db, access.Hub, append([]string{cfg.HubHostName()}, cfg.Hostnames...)),
 		RetryAfter:  retryAfterSeconds,
 		Ready:       ready.Load,
+		Limits:      limits,
 	})
 	web, err := console.New(console.Options{
 		Logger: log, DPS: enrollments, Hub: hubSvc, Policies: db, IDScope: idScope, Endpoints: endpoints, Secret: consoleSecret,
@@ -228,7 +237,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	}
 	return &servers{
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
-		bus: bus, settings: db, exclusive: exclusiveFor(db),
+		bus: bus, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns,
 		https: &http.Server{
 			Handler:           withConsole(web, api),
 			TLSConfig:         tlsConf,
@@ -256,10 +265,14 @@ func withConsole(web, api http.Handler) http.Handler {
 func (s *servers) run(ctx context.Context, lns listeners, started func() error) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// Connections over --max-connections are closed before their TLS
+	// handshake, so a flood of them costs the node next to nothing.
+	httpsLn := throttle.LimitListener(lns.https, s.maxConns, (&rejectedConnections{log: s.log, listener: "https"}).reject)
+	mqttLn := throttle.LimitListener(lns.mqtt, s.maxConns, (&rejectedConnections{log: s.log, listener: "mqtt"}).reject)
 	httpsDone := make(chan error, 1)
-	go func() { httpsDone <- s.https.Serve(tls.NewListener(lns.https, s.tls)) }()
+	go func() { httpsDone <- s.https.Serve(tls.NewListener(httpsLn, s.tls)) }()
 	mqttDone := make(chan error, 1)
-	go func() { mqttDone <- s.mqtt.Serve(ctx, lns.mqtt) }()
+	go func() { mqttDone <- s.mqtt.Serve(ctx, mqttLn) }()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); expireOperations(ctx, s.registrar, s.log) }()

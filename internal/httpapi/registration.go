@@ -3,9 +3,11 @@ package httpapi
 import (
 	"bytes"
 	"net/http"
+	"strconv"
 
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/throttle"
 	"github.com/usher-iot/usher/internal/wire"
 )
 
@@ -17,6 +19,20 @@ func (a *API) deviceRoutes() []route {
 		{http.MethodGet, []string{"*", "registrations", "*", "operations", "*"}, dpsDevice, 0, pollOperation},
 		{http.MethodPost, []string{"*", "registrations", "*"}, dpsDevice, 0, registrationStatus},
 	}
+}
+
+// admit asks the node's limits (internal/throttle) whether this device
+// request is served now. A refusal is fault.Throttled with the limiter's
+// Retry-After already set, so fail renders Azure's 429 (dps-protocol.md
+// §2.7); every SDK repeats the request after it (Node: status ≥ 429 is
+// "registering"/"assigning" again; C: ≥ 429 is transient). The caller
+// charges the decision once the registrar accepted the device's proof.
+func (c *call) admit(class throttle.Class) (throttle.Decision, error) {
+	d := c.api.limits.Admit(throttle.Request{Transport: "https", Class: class, DeviceID: c.params[1], Source: c.r.RemoteAddr})
+	if !d.OK {
+		c.w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
+	}
+	return d, d.Err()
 }
 
 func (c *call) proof() dps.Proof {
@@ -43,6 +59,10 @@ func (c *call) deviceBody() (wire.DeviceRegistration, error) {
 // aziot-identityd accept nothing else from this PUT (§2.6). The work is
 // already done; the poll returns it.
 func register(c *call) error {
+	limit, err := c.admit(throttle.Registration)
+	if err != nil {
+		return err
+	}
 	body, err := c.deviceBody()
 	if err != nil {
 		return err
@@ -54,22 +74,35 @@ func register(c *call) error {
 	if err != nil {
 		return err
 	}
+	limit.Charge()
 	c.w.Header().Set("Retry-After", c.api.retryAfter)
 	c.w.Header().Set("Location", "https://"+c.r.Host+c.r.URL.EscapedPath())
 	writeJSON(c.w, http.StatusAccepted, wire.Assigning(op))
 	return nil
 }
 
+// pollOperation and registrationStatus count against the looser per-device
+// poll limit and the per-source limit, never the node's registration limit:
+// they are reads, and a device polls once or twice per registration.
 func pollOperation(c *call) error {
+	limit, err := c.admit(throttle.Poll)
+	if err != nil {
+		return err
+	}
 	op, err := c.api.registrar.OperationStatus(c.ctx(), c.params[0], c.params[1], c.params[2], c.proof())
 	if err != nil {
 		return err
 	}
+	limit.Charge()
 	writeJSON(c.w, http.StatusOK, wire.FromOperation(op))
 	return nil
 }
 
 func registrationStatus(c *call) error {
+	limit, err := c.admit(throttle.Poll)
+	if err != nil {
+		return err
+	}
 	if _, err := c.deviceBody(); err != nil {
 		return err
 	}
@@ -77,6 +110,7 @@ func registrationStatus(c *call) error {
 	if err != nil {
 		return err
 	}
+	limit.Charge()
 	writeJSON(c.w, http.StatusOK, wire.FromDeviceRegistration(reg))
 	return nil
 }

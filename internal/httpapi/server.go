@@ -24,6 +24,7 @@ import (
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
 	"github.com/usher-iot/usher/internal/hub"
+	"github.com/usher-iot/usher/internal/throttle"
 	"github.com/usher-iot/usher/internal/wire"
 )
 
@@ -41,6 +42,7 @@ type Options struct {
 	RetryAfter  int                   // seconds devices wait before polling; 1 when 0
 	Now         func() time.Time      // time.Now when nil
 	Ready       func() bool           // reports readiness for /healthz; always ready when nil
+	Limits      *throttle.Limiter     // limits on the DPS device API; none when nil
 }
 
 // API is the HTTPS handler.
@@ -54,13 +56,14 @@ type API struct {
 	retryAfter string
 	now        func() time.Time
 	ready      func() bool
+	limits     *throttle.Limiter
 	routes     []route
 }
 
 // New returns the HTTPS handler.
 func New(opts Options) *API {
 	a := &API{log: opts.Logger, dps: opts.Enrollments, auth: opts.DPSAuth, registrar: opts.Registrar, hub: opts.Hub,
-		hubAuth: opts.HubAuth, now: opts.Now, ready: opts.Ready, retryAfter: strconv.Itoa(max(opts.RetryAfter, 1))}
+		hubAuth: opts.HubAuth, now: opts.Now, ready: opts.Ready, limits: opts.Limits, retryAfter: strconv.Itoa(max(opts.RetryAfter, 1))}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -266,8 +269,8 @@ func (a *API) fail(c *call, trackingID string, err error) {
 	} else {
 		a.log.Debug("request refused", "trackingId", trackingID, "method", c.r.Method, "path", c.r.URL.Path, "status", status, "err", err)
 	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", a.retryAfter)
+	if (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", a.retryAfter) // unless the handler knew better (a throttled request)
 	}
 	writeJSON(c.w, status, body)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/throttle"
 	"github.com/usher-iot/usher/internal/wire"
 )
 
@@ -36,6 +37,7 @@ const (
 type dpsHandler struct {
 	reg        *dps.Registrar
 	retryAfter int
+	limits     *throttle.Limiter // nil: no limits
 	now        func() time.Time
 	log        *slog.Logger
 }
@@ -115,10 +117,26 @@ func parseDPSRequest(topic string) (dpsRequest, bool) {
 // serve answers one request on the session's connection: 202 with
 // "assigning" for a registration (the work is done; the poll returns it),
 // 200 with the operation for a poll, and errors with the status and body of
-// the one DPS error table (wire.DPSError).
+// the one DPS error table (wire.DPSError). A request over the node's limits
+// (internal/throttle) is answered 429 with the limiter's retry-after, as
+// over HTTPS; registrations and polls are limited as there
+// (internal/httpapi/registration.go).
 func (h *dpsHandler) serve(ctx context.Context, s *session, topic string, payload []byte) {
 	req, _ := parseDPSRequest(topic)
-	status, body, err := h.answer(ctx, s, req, payload)
+	class := throttle.Poll
+	if req.register {
+		class = throttle.Registration
+	}
+	retryAfter := h.retryAfter
+	var status int
+	var body any
+	limit := h.limits.Admit(throttle.Request{Transport: "mqtt", Class: class, DeviceID: s.id.id, Source: s.cl.Net.Remote})
+	err := limit.Err()
+	if err != nil {
+		retryAfter = limit.RetryAfterSeconds()
+	} else if status, body, err = h.answer(ctx, s, req, payload); err == nil {
+		limit.Charge()
+	}
 	if err != nil {
 		trackingID := newTrackingID()
 		var details wire.ErrorDetails
@@ -130,7 +148,7 @@ func (h *dpsHandler) serve(ctx context.Context, s *session, topic string, payloa
 			h.log.Debug("MQTT request refused", "trackingId", trackingID, "session", s, "register", req.register, "status", status, "err", err)
 		}
 	}
-	s.send(h.responseTopic(status, req.rid), encodeJSON(body))
+	s.send(responseTopicAfter(status, req.rid, retryAfter), encodeJSON(body))
 }
 
 func (h *dpsHandler) answer(ctx context.Context, s *session, req dpsRequest, payload []byte) (int, any, error) {
@@ -189,9 +207,15 @@ func (h *dpsHandler) poll(ctx context.Context, s *session, req dpsRequest) (int,
 // splits on '$'), then retry-after in seconds when the device should come
 // back: on 202, 429 and 5xx (the C SDK repeats requests answered ≥ 429).
 func (h *dpsHandler) responseTopic(status int, rid string) string {
+	return responseTopicAfter(status, rid, h.retryAfter)
+}
+
+// responseTopicAfter is responseTopic with retryAfter seconds where it
+// names a delay (a throttled request's own).
+func responseTopicAfter(status int, rid string, retryAfter int) string {
 	t := dpsResponseTopic + strconv.Itoa(status) + "/?$rid=" + rid
 	if status == 202 || status == 429 || status >= 500 {
-		t += "&retry-after=" + strconv.Itoa(h.retryAfter)
+		t += "&retry-after=" + strconv.Itoa(retryAfter)
 	}
 	return t
 }

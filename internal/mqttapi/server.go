@@ -13,6 +13,7 @@ import (
 
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/hub"
+	"github.com/usher-iot/usher/internal/throttle"
 )
 
 // Limits.
@@ -55,6 +56,8 @@ type Options struct {
 	// at most 300 (the C SDK clamps to 1–300).
 	RetryAfter int
 	Now        func() time.Time // time.Now when nil
+	// Limits are the node's limits on DPS requests; none when nil.
+	Limits *throttle.Limiter
 
 	// Hub serves devices and modules of the built-in hub (hub-protocol.md
 	// §6); without it hub CONNECTs are refused with CONNACK 5.
@@ -108,7 +111,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		log: log,
 		tls: conf,
-		dps: &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), now: now, log: log},
+		dps: &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), limits: opts.Limits, now: now, log: log},
 	}
 	if opts.Hub == nil {
 		if opts.Bus != nil || opts.MessageWebhook != "" {
