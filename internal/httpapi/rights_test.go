@@ -38,7 +38,7 @@ type rightsCredential struct {
 	// exact: a policy token for the whole service, whose refusals must
 	// name the right it lacks
 	exact bool
-	token  func(t *testing.T, ep rightsEndpoint) string
+	token func(t *testing.T, ep rightsEndpoint) string
 }
 
 const (
@@ -471,4 +471,3 @@ func TestPolicyTokenScope(t *testing.T) {
 		})
 	}
 }
-
