@@ -31,7 +31,17 @@ func startServer(t testing.TB, extra ...string) *testServer {
 // (--store postgres), or on SQLite in the data directory when it is "".
 func startServerOn(t testing.TB, postgresURL string, extra ...string) *testServer {
 	t.Helper()
-	dir := t.TempDir()
+	return startServerAt(t, t.TempDir(), postgresURL, extra...)
+}
+
+// startServerIn is startServer on an existing data directory.
+func startServerIn(t testing.TB, dir string, extra ...string) *testServer {
+	t.Helper()
+	return startServerAt(t, dir, "", extra...)
+}
+
+func startServerAt(t testing.TB, dir, postgresURL string, extra ...string) *testServer {
+	t.Helper()
 	loc := storeLocation{Kind: storeSQLite, DataDir: dir}
 	if postgresURL != "" {
 		loc = storeLocation{Kind: storePostgres, DataDir: dir, PostgresURL: postgresURL}
