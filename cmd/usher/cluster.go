@@ -19,54 +19,72 @@ import (
 )
 
 // Settings that hold the TLS material nodes sharing a store share
-// (docs/decisions/0012-multi-node.md).
+// (docs/decisions/0012-multi-node.md): an ECDSA and an RSA pair.
 const (
-	settingTLSCA     = "tls_ca"
-	settingTLSServer = "tls_server"
+	settingTLSCA        = "tls_ca"
+	settingTLSServer    = "tls_server"
+	settingTLSRSACA     = "tls_ca_rsa"
+	settingTLSRSAServer = "tls_server_rsa"
 )
 
 // sharedTLS is serverTLS for nodes sharing a store: the first node creates
-// the CA and the server certificate and stores them (first writer wins);
-// the others load them. A node whose host names differ from the stored
+// the CAs and the server certificates and stores them (first writer wins);
+// the others load them. A node whose host names differ from a stored
 // certificate's, or that finds it near expiry, re-issues it from the same
-// CA and stores its own. The CA certificate is also written to the data
-// directory, for clients on this host.
+// CA and stores its own. Stores written before the RSA pair existed get it
+// from the next node to start. Both CA certificates are also written to
+// the data directory, for clients on this host.
 func sharedTLS(ctx context.Context, st instance.Store, cfg Config, now time.Time, log *slog.Logger) (*tls.Config, string, error) {
 	if cfg.TLSCert != "" {
 		return serverTLS(cfg, now)
 	}
 	names := append(slices.Clone(cfg.Hostnames), cfg.HubHostName())
-	ca, err := initPEM(ctx, st, settingTLSCA, func() (pki.PEM, error) { return pki.NewCA(now) })
-	if err != nil {
-		return nil, "", fmt.Errorf("TLS material: %w", err)
-	}
-	issue := func() (pki.PEM, error) { return pki.IssueServer(ca, names, now) }
-	server, err := initPEM(ctx, st, settingTLSServer, issue)
-	if err != nil {
-		return nil, "", fmt.Errorf("TLS material: %w", err)
-	}
-	if !pki.Current(server, ca, names, now) {
-		log.Warn("the stored server certificate does not cover this node's host names or is near expiry; issuing and storing a new one (give every node the same --hostname and --hub-hostname)")
-		if server, err = issue(); err != nil {
+	var certs []tls.Certificate
+	var cas []pki.PEM
+	for _, p := range []struct {
+		alg        pki.Algorithm
+		ca, server string
+	}{{pki.ECDSA, settingTLSCA, settingTLSServer}, {pki.RSA, settingTLSRSACA, settingTLSRSAServer}} {
+		ca, cert, err := sharedPair(ctx, st, p.alg, p.ca, p.server, names, now, log)
+		if err != nil {
 			return nil, "", fmt.Errorf("TLS material: %w", err)
 		}
-		if err := putPEM(ctx, st, settingTLSServer, server); err != nil {
-			return nil, "", fmt.Errorf("TLS material: %w", err)
+		cas, certs = append(cas, ca), append(certs, cert)
+	}
+	caFile, err := writeCAFile(filepath.Join(cfg.DataDir, "tls"), pki.Bundle(cas...))
+	if err != nil {
+		return nil, "", fmt.Errorf("TLS material: %w", err)
+	}
+	return httpsTLS(certs), caFile, nil
+}
+
+// sharedPair loads (or creates) the CA stored under caKey and the server
+// certificate stored under serverKey, re-issuing the latter when it does
+// not cover names.
+func sharedPair(ctx context.Context, st instance.Store, alg pki.Algorithm, caKey, serverKey string, names []string, now time.Time, log *slog.Logger) (pki.PEM, tls.Certificate, error) {
+	ca, err := initPEM(ctx, st, caKey, func() (pki.PEM, error) { return pki.NewCA(alg, now) })
+	if err != nil {
+		return ca, tls.Certificate{}, err
+	}
+	issue := func() (pki.PEM, error) { return pki.IssueServer(ca, names, now) }
+	server, err := initPEM(ctx, st, serverKey, issue)
+	if err != nil {
+		return ca, tls.Certificate{}, err
+	}
+	if !pki.Current(server, ca, names, now) {
+		log.Warn("the stored server certificate does not cover this node's host names or is near expiry; issuing and storing a new one (give every node the same --hostname and --hub-hostname)", "algorithm", alg.String())
+		if server, err = issue(); err != nil {
+			return ca, tls.Certificate{}, err
+		}
+		if err := putPEM(ctx, st, serverKey, server); err != nil {
+			return ca, tls.Certificate{}, err
 		}
 	}
 	cert, err := tls.X509KeyPair(server.Cert, server.Key)
 	if err != nil {
-		return nil, "", fmt.Errorf("TLS certificate: %w", err)
+		return ca, tls.Certificate{}, fmt.Errorf("TLS certificate: %w", err)
 	}
-	caFile, err := writeCAFile(filepath.Join(cfg.DataDir, "tls"), ca.Cert)
-	if err != nil {
-		return nil, "", fmt.Errorf("TLS material: %w", err)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
-	}, caFile, nil
+	return ca, cert, nil
 }
 
 // initPEM returns the material stored under key, creating it first when
@@ -101,11 +119,14 @@ func putPEM(ctx context.Context, st instance.Store, key string, p pki.PEM) error
 	return st.PutSetting(ctx, key, string(b))
 }
 
-// writeCAFile writes the CA certificate as dir/ca.pem (replacing it
+// writeCAFile writes the CA certificates as dir/ca.pem (replacing it
 // atomically; nodes on one host may share the directory) and returns its
 // absolute path.
 func writeCAFile(dir string, cert []byte) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return "", err
 	}
 	f, err := os.CreateTemp(dir, pki.CAFile+".*.tmp")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/usher-iot/usher/internal/hub"
+	"github.com/usher-iot/usher/internal/pki"
 	"github.com/usher-iot/usher/internal/store/postgres"
 	"github.com/usher-iot/usher/internal/store/postgres/pgtest"
 )
@@ -52,18 +55,59 @@ func TestSharedTLSFirstNodeWins(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{Hostnames: []string{"hub.usher.test"}, HubHost: "hub.usher.test"}
 	now := time.Now()
-	var leaves [][]byte
-	for range 2 {
+	ctx := context.Background()
+	// A store from before the RSA pair: only the ECDSA CA and certificate.
+	ecCA, err := pki.NewCA(pki.ECDSA, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecServer, err := pki.IssueServer(ecCA, []string{"hub.usher.test"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, p := range map[string]pki.PEM{settingTLSCA: ecCA, settingTLSServer: ecServer} {
+		if _, err := initPEM(ctx, db, key, func() (pki.PEM, error) { return p, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var nodes [][]tls.Certificate
+	for i := range 2 {
 		cfg.DataDir = t.TempDir()
-		conf, caFile, err := sharedTLS(context.Background(), db, cfg, now, log)
+		conf, caFile, err := sharedTLS(ctx, db, cfg, now, log)
 		if err != nil || caFile == "" {
 			t.Fatalf("sharedTLS = %q, %v", caFile, err)
 		}
-		leaves = append(leaves, conf.Certificates[0].Certificate[0])
+		nodes = append(nodes, conf.Certificates)
+		if len(conf.Certificates) != 2 || conf.Certificates[0].Leaf.PublicKeyAlgorithm != x509.ECDSA || conf.Certificates[1].Leaf.PublicKeyAlgorithm != x509.RSA {
+			t.Fatalf("node %d serves %d certificates, want ECDSA then RSA", i, len(conf.Certificates))
+		}
+		if conf.MinVersion != tls.VersionTLS12 || len(conf.CipherSuites) == 0 {
+			t.Errorf("node %d: MinVersion %x, %d cipher suites", i, conf.MinVersion, len(conf.CipherSuites))
+		}
+		roots := pool(t, caFile)
+		for _, c := range conf.Certificates {
+			if _, err := c.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "hub.usher.test"}); err != nil {
+				t.Errorf("node %d: the %v certificate does not verify against its CA file: %v", i, c.Leaf.PublicKeyAlgorithm, err)
+			}
+		}
 	}
-	if string(leaves[0]) != string(leaves[1]) {
-		t.Errorf("the second node issued its own certificate instead of loading the first's")
+	if !nodes[0][0].Leaf.Equal(mustLeaf(t, ecServer)) {
+		t.Errorf("the stored ECDSA certificate was replaced")
 	}
+	for i := range 2 {
+		if string(nodes[0][i].Certificate[0]) != string(nodes[1][i].Certificate[0]) {
+			t.Errorf("the second node issued its own certificate %d instead of loading the first's", i)
+		}
+	}
+}
+
+func mustLeaf(t *testing.T, p pki.PEM) *x509.Certificate {
+	t.Helper()
+	c, err := tls.X509KeyPair(p.Cert, p.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Leaf
 }
 
 func TestSecretsKey(t *testing.T) {

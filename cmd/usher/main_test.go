@@ -17,6 +17,7 @@ type testServer struct {
 	Store   storeLocation
 	Info    Info
 	Banner  string
+	Stderr  *lockedBuffer // the server's logs
 }
 
 // startServer runs `usher serve` with extra args and waits for its banner.
@@ -30,7 +31,17 @@ func startServer(t testing.TB, extra ...string) *testServer {
 // (--store postgres), or on SQLite in the data directory when it is "".
 func startServerOn(t testing.TB, postgresURL string, extra ...string) *testServer {
 	t.Helper()
-	dir := t.TempDir()
+	return startServerAt(t, t.TempDir(), postgresURL, extra...)
+}
+
+// startServerIn is startServer on an existing data directory.
+func startServerIn(t testing.TB, dir string, extra ...string) *testServer {
+	t.Helper()
+	return startServerAt(t, dir, "", extra...)
+}
+
+func startServerAt(t testing.TB, dir, postgresURL string, extra ...string) *testServer {
+	t.Helper()
 	loc := storeLocation{Kind: storeSQLite, DataDir: dir}
 	if postgresURL != "" {
 		loc = storeLocation{Kind: storePostgres, DataDir: dir, PostgresURL: postgresURL}
@@ -59,7 +70,7 @@ func startServerOn(t testing.TB, postgresURL string, extra ...string) *testServe
 	if err != nil {
 		t.Fatalf("usher info: %v", err)
 	}
-	return &testServer{DataDir: dir, Store: loc, Info: info, Banner: banner}
+	return &testServer{DataDir: dir, Store: loc, Info: info, Banner: banner, Stderr: stderr}
 }
 
 // readBanner reads stdout up to the connection string line, which the

@@ -360,28 +360,37 @@ func (s *servers) evaluateDeployments(ctx context.Context) {
 }
 
 // serverTLS returns the TLS configuration and the CA file clients should
-// trust: the operator's certificate when given, else the generated one.
+// trust: the operator's certificate when given (as given), else the
+// generated ECDSA and RSA ones (both roots in the CA file).
 func serverTLS(cfg Config, now time.Time) (*tls.Config, string, error) {
-	certFile, keyFile, caFile := cfg.TLSCert, cfg.TLSKey, ""
-	if certFile == "" {
-		m, err := pki.Ensure(filepath.Join(cfg.DataDir, "tls"), append(slices.Clone(cfg.Hostnames), cfg.HubHostName()), now)
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			return nil, "", fmt.Errorf("TLS material: %w", err)
+			return nil, "", fmt.Errorf("TLS certificate: %w", err)
 		}
-		certFile, keyFile, caFile = m.CertFile, m.KeyFile, m.CAFile
+		return httpsTLS([]tls.Certificate{cert}), "", nil
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	m, err := pki.Ensure(filepath.Join(cfg.DataDir, "tls"), append(slices.Clone(cfg.Hostnames), cfg.HubHostName()), now)
 	if err != nil {
-		return nil, "", fmt.Errorf("TLS certificate: %w", err)
+		return nil, "", fmt.Errorf("TLS material: %w", err)
 	}
-	if abs, err := filepath.Abs(caFile); err == nil && caFile != "" {
+	certs, err := m.Certificates()
+	if err != nil {
+		return nil, "", err
+	}
+	caFile := m.CAFile
+	if abs, err := filepath.Abs(caFile); err == nil {
 		caFile = abs
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
-	}, caFile, nil
+	return httpsTLS(certs), caFile, nil
+}
+
+// httpsTLS is pki.ServerConfig with HTTP/2 offered; the MQTT listener
+// serves the same configuration without it.
+func httpsTLS(certs []tls.Certificate) *tls.Config {
+	conf := pki.ServerConfig(certs)
+	conf.NextProtos = []string{"h2", "http/1.1"}
+	return conf
 }
 
 func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope string, ep instance.Endpoints) error {

@@ -170,9 +170,13 @@ type Authenticator struct {
 }
 
 // Authenticate parses the Authorization header value, finds the policy named
-// by skn, and verifies signature, expiry and audience. It returns
+// by skn, and verifies signature, expiry and scope. resource is the path
+// the request names, without a leading '/' ("devices/d1", "" for the
+// service itself): the token's sr must be one of the audiences or a
+// segment-wise prefix of audience/resource, IoT Hub's scope rule (a token
+// for "{host}/devices" covers "devices/d1", not "twins/d1"). It returns
 // fault.Unauthenticated for every failure, with a message that says which.
-func (a *Authenticator) Authenticate(ctx context.Context, header string) (Policy, error) {
+func (a *Authenticator) Authenticate(ctx context.Context, header, resource string) (Policy, error) {
 	if strings.TrimSpace(header) == "" {
 		return Policy{}, fault.New(fault.Unauthenticated, "the request has no Authorization header; send a SharedAccessSignature token")
 	}
@@ -197,27 +201,33 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Policy
 	if err != nil {
 		return Policy{}, fault.New(fault.Unauthenticated, "the token's resource (sr) is not valid")
 	}
+	resource = strings.Trim(resource, "/")
 	for _, aud := range a.Audiences() {
-		if sas.AudienceMatch(res, aud) {
+		want := aud
+		if resource != "" {
+			want = aud + "/" + resource
+		}
+		if sas.AudienceMatch(res, want) {
 			return p, nil
 		}
 	}
-	return Policy{}, fault.New(fault.Unauthenticated, "the token's resource %q is not this service", res)
+	return Policy{}, fault.New(fault.Unauthenticated, "the token's resource %q does not cover /%s on this service", res, resource)
 }
 
 // Require returns fault.Forbidden naming the rights p lacks of need.
 func (p Policy) Require(need Rights) error {
 	if missing := need &^ p.Rights; missing != 0 {
-		return fault.New(fault.Forbidden, "policy %q lacks the right %s needed for this operation", p.Name, missing)
+		return fault.New(fault.Forbidden, "policy %q does not have the right %s", p.Name, missing)
 	}
 	return nil
 }
 
 // RequireAny returns fault.Forbidden unless p has at least one of the
-// rights in alternatives (IoT Hub lets RegistryRead or ServiceConnect read twins).
+// rights in alternatives (IoT Hub lets RegistryRead or ServiceConnect read
+// twins), naming them.
 func (p Policy) RequireAny(alternatives Rights) error {
 	if alternatives&p.Rights == 0 {
-		return fault.New(fault.Forbidden, "policy %q needs one of the rights %s for this operation", p.Name, alternatives)
+		return fault.New(fault.Forbidden, "policy %q has none of the rights %s; it needs one of them", p.Name, alternatives)
 	}
 	return nil
 }

@@ -154,18 +154,29 @@ func (a *API) serve(c *call) error {
 		return rt.serve(c)
 	}
 	if auth := a.policyAuth(rt.auth); auth != nil {
-		if c.policy, err = auth.Authenticate(c.r.Context(), c.r.Header.Get("Authorization")); err != nil {
+		resource := strings.Join(segs, "/")
+		if c.policy, err = auth.Authenticate(c.r.Context(), c.r.Header.Get("Authorization"), resource); err != nil {
 			return err
 		}
-		check := c.policy.Require
-		if rt.auth == hubPolicyAny {
-			check = c.policy.RequireAny
-		}
-		if err := check(rt.rights); err != nil {
+		if err := authorize(c.policy, rt, c.r.Method, resource); err != nil {
 			return err
 		}
 	}
 	return rt.serve(c)
+}
+
+// authorize checks that a policy has the rights a route needs. A policy
+// without them is refused as IoT Hub and DPS refuse it, 401 (Unauthorized),
+// with a message naming the operation and the missing right.
+func authorize(p access.Policy, rt route, method, resource string) error {
+	check := p.Require
+	if rt.auth == hubPolicyAny {
+		check = p.RequireAny
+	}
+	if err := check(rt.rights); err != nil {
+		return fault.New(fault.Forbidden, "Unauthorized: %s on /%s is not authorized: %s", method, resource, fault.MessageOf(err))
+	}
+	return nil
 }
 
 func (a *API) policyAuth(k authKind) *access.Authenticator {

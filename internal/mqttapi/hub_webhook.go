@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -87,14 +88,14 @@ func (w *webhook) post(ctx context.Context, m hub.Message) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(encodeJSON(webhookBody(m))))
 	if err != nil {
-		w.log.Warn("message webhook request", "host", w.host, "err", err)
+		w.log.Warn("message webhook request", "host", w.host, "err", withoutURL(err))
 		return
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	resp, err := w.client.Do(req)
 	if err != nil {
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			w.log.Warn("message webhook failed", "host", w.host, "deviceId", m.DeviceID, "err", err)
+			w.log.Warn("message webhook failed", "host", w.host, "deviceId", m.DeviceID, "err", withoutURL(err))
 		}
 		return
 	}
@@ -103,6 +104,17 @@ func (w *webhook) post(ctx context.Context, m hub.Message) {
 	if resp.StatusCode >= 300 {
 		w.log.Warn("message webhook refused a message", "host", w.host, "deviceId", m.DeviceID, "status", resp.StatusCode)
 	}
+}
+
+// withoutURL drops the URL a *url.Error quotes: net/http masks its
+// password but not its query, where webhooks often carry a key (Azure
+// Functions' ?code=).
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }
 
 // webhookMessage is the JSON a webhook receives: Usher's own shape, with

@@ -1,12 +1,9 @@
 package pki
 
 import (
-	"crypto/ecdsa"
-	"crypto/tls"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
-	"fmt"
 	"time"
 )
 
@@ -18,9 +15,9 @@ type PEM struct {
 	Key  []byte `json:"key"`
 }
 
-// NewCA creates a CA as Ensure does for a directory.
-func NewCA(now time.Time) (PEM, error) {
-	der, key, err := createCA(now)
+// NewCA creates a CA of algorithm alg as Ensure does for a directory.
+func NewCA(alg Algorithm, now time.Time) (PEM, error) {
+	der, key, err := createCA(alg, now)
 	if err != nil {
 		return PEM{}, err
 	}
@@ -32,7 +29,7 @@ func NewCA(now time.Time) (PEM, error) {
 }
 
 // IssueServer issues a server certificate for hostnames (see Names) signed
-// by ca.
+// by ca, with a key of the CA's algorithm.
 func IssueServer(ca PEM, hostnames []string, now time.Time) (PEM, error) {
 	cert, key, err := parseCA(ca)
 	if err != nil {
@@ -49,15 +46,15 @@ func Current(server, ca PEM, hostnames []string, now time.Time) bool {
 	return err == nil && currentPEM(server.Cert, cert, Names(hostnames), now)
 }
 
-func parseCA(ca PEM) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	pair, err := tls.X509KeyPair(ca.Cert, ca.Key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load CA: %w", err)
+// Bundle is the CA file's content for cas: their certificates, in order.
+func Bundle(cas ...PEM) []byte {
+	var out []byte
+	for _, ca := range cas {
+		out = append(out, ca.Cert...)
 	}
-	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, nil, errors.New("load CA: the CA key is not an ECDSA key")
-	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	return cert, key, err
+	return out
+}
+
+func parseCA(ca PEM) (*x509.Certificate, crypto.Signer, error) {
+	return parseCAPEM(ca.Cert, ca.Key)
 }
