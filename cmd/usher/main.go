@@ -46,6 +46,9 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// timeouts of `usher serve`; zero takes the defaults. Tests shorten
+	// them.
+	timeouts timeouts
 }
 
 // threeStateFlags are boolean flags that, as in the Azure CLI, take an

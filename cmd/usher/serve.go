@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -135,7 +136,7 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		lns.close()
 		return err
 	}
-	s, err := newServers(cfg, db, idScope, endpoints, consoleSecret, tlsConf, log)
+	s, err := newServers(cfg, db, idScope, endpoints, consoleSecret, tlsConf, e.timeouts, log)
 	if err != nil {
 		lns.close()
 		return err
@@ -196,8 +197,18 @@ type servers struct {
 	maxConns  int // per listener; 0 for no limit
 }
 
+// timeouts bound how long a client may hold a connection without getting
+// on with its request; zero fields take the defaults. They are not settings:
+// tests shorten them (env.timeouts).
+type timeouts struct {
+	readHeader  time.Duration // HTTPS: TLS handshake and request headers; 10 s
+	idle        time.Duration // HTTPS: between requests on a kept-alive connection; 2 min
+	body        time.Duration // HTTPS: reading a request body; 30 s
+	mqttConnect time.Duration // MQTT: TLS handshake and CONNECT; 30 s
+}
+
 // newServers wires the domain services to the transports by hand.
-func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoints, consoleSecret []byte, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
+func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoints, consoleSecret []byte, tlsConf *tls.Config, to timeouts, log *slog.Logger) (*servers, error) {
 	bus := hub.NewBus()
 	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log})
 	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
@@ -212,6 +223,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	mqttSrv, err := mqttapi.New(mqttapi.Options{
 		Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds,
 		Hub: hubSvc, Bus: bus, HubTokenSkew: tokenSkew, MessageWebhook: cfg.MessageWebhook, Limits: limits,
+		ConnectTimeout: to.mqttConnect,
 	})
 	if err != nil {
 		return nil, err
@@ -239,10 +251,10 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
 		bus: bus, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns,
 		https: &http.Server{
-			Handler:           withConsole(web, api),
+			Handler:           httpapi.WithBodyTimeout(withConsole(web, api), cmp.Or(to.body, 30*time.Second)),
 			TLSConfig:         tlsConf,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			ReadHeaderTimeout: cmp.Or(to.readHeader, 10*time.Second),
+			IdleTimeout:       cmp.Or(to.idle, 2*time.Minute),
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 	}, nil

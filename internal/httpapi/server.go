@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -301,8 +302,11 @@ func (c *call) bodyUpTo(limit int64) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return nil, fault.New(fault.TooLarge, "the request body is larger than %d bytes", limit)
+		case errors.Is(err, os.ErrDeadlineExceeded): // WithBodyTimeout
+			return nil, fault.Wrap(fault.Malformed, err, "the request body did not arrive in time")
 		}
 		return nil, fault.Wrap(fault.Malformed, err, "the request body could not be read")
 	}

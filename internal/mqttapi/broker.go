@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -123,11 +124,18 @@ var provided = []byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSession
 func (h *hooks) Provides(b byte) bool { return slices.Contains(provided, b) }
 
 // OnConnect runs before authentication and before the broker looks for a
-// session to take over. It refuses what is not MQTT 3.1.1 (CONNACK 1) and a
-// client ID other than the username's (CONNACK 2 "identifier rejected": the
-// client, not its key, is wrong), and renames the client to its namespaced
-// session ID. Usernames of no known shape are left to OnConnectAuthenticate.
+// session to take over. It closes the connection without an answer when the
+// username is not UTF-8 (MQTT 3.1.1 [MQTT-1.5.3-1]; the broker checks the
+// client ID and topics itself but reads the username as bytes), refuses what
+// is not MQTT 3.1.1 (CONNACK 1) and a client ID other than the username's
+// (CONNACK 2 "identifier rejected": the client, not its key, is wrong), and
+// renames the client to its namespaced session ID. Usernames of no known
+// shape are left to OnConnectAuthenticate.
 func (h *hooks) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if !utf8.Valid(pk.Connect.Username) {
+		h.b.log().Debug("MQTT connection closed: the username is not UTF-8", "remote", cl.Net.Remote)
+		return packets.ErrMalformedInvalidUTF8
+	}
 	if pk.ProtocolVersion != 4 {
 		h.b.log().Debug("MQTT connection refused: only MQTT 3.1.1 is served", "remote", cl.Net.Remote, "protocolVersion", pk.ProtocolVersion)
 		return h.b.refuse(cl, packets.ErrUnsupportedProtocolVersion)

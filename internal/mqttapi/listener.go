@@ -12,13 +12,14 @@ import (
 )
 
 // listener is the broker's network listener: it wraps each accepted
-// connection in TLS, gives it connectTimeout to complete the handshake and
+// connection in TLS, gives it the connect timeout to complete the handshake and
 // CONNECT, and owns the goroutine that serves it. Close ends them all.
 type listener struct {
-	ln     net.Listener
-	tls    *tls.Config
-	log    *slog.Logger
-	failed chan error // Accept's error, unless Close caused it
+	ln      net.Listener
+	tls     *tls.Config
+	connect time.Duration // for the TLS handshake and CONNECT
+	log     *slog.Logger
+	failed  chan error // Accept's error, unless Close caused it
 
 	mu     sync.Mutex
 	closed bool
@@ -29,8 +30,8 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(ln net.Listener, conf *tls.Config, log *slog.Logger) *listener {
-	return &listener{ln: ln, tls: conf, log: log, failed: make(chan error, 1), conns: map[net.Conn]struct{}{}, served: make(chan struct{})}
+func newListener(ln net.Listener, conf *tls.Config, connect time.Duration, log *slog.Logger) *listener {
+	return &listener{ln: ln, tls: conf, connect: connect, log: log, failed: make(chan error, 1), conns: map[net.Conn]struct{}{}, served: make(chan struct{})}
 }
 
 // listenerID names the one listener in the broker's client records.
@@ -66,7 +67,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		pause = 0
-		_ = c.SetDeadline(time.Now().Add(connectTimeout))
+		_ = c.SetDeadline(time.Now().Add(l.connect))
 		tc := tls.Server(c, l.tls)
 		l.mu.Lock()
 		if l.closed {

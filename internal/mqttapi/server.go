@@ -1,6 +1,7 @@
 package mqttapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -26,10 +27,11 @@ const (
 	// telemetry) plus its topic and headers. A larger packet closes the
 	// connection (MQTT 3.1.1 cannot say why).
 	maxPacketBytes = hub.MaxMessageBytes + 4<<10
-	// connectTimeout bounds the TLS handshake and the CONNECT packet. After
-	// CONNECT the client's keepalive rules; keepalive 0 (the C SDK) means
-	// no deadline at all.
-	connectTimeout = 30 * time.Second
+	// defaultConnectTimeout bounds the TLS handshake and the CONNECT packet
+	// unless Options.ConnectTimeout says otherwise. After CONNECT the
+	// client's keepalive rules; keepalive 0 (the C SDK) means no deadline
+	// at all.
+	defaultConnectTimeout = 30 * time.Second
 	// requestTimeout bounds the work for one CONNECT or request.
 	requestTimeout = 30 * time.Second
 	// maxInflight bounds the unacknowledged QoS 1 answers per connection.
@@ -78,6 +80,10 @@ type Options struct {
 	// CONNECT and when deciding that a connection's token has expired;
 	// 5 minutes when 0.
 	HubTokenSkew time.Duration
+	// ConnectTimeout is how long a new connection may take to complete
+	// its TLS handshake and send CONNECT before it is closed; 30 seconds
+	// when 0.
+	ConnectTimeout time.Duration
 }
 
 // Server is the MQTT surface. It holds configuration only; each Serve runs
@@ -85,6 +91,7 @@ type Options struct {
 type Server struct {
 	log     *slog.Logger
 	tls     *tls.Config
+	connect time.Duration // Options.ConnectTimeout
 	dps     *dpsHandler
 	hub     *hubHandler // nil when hub devices are not served
 	webhook *webhook    // nil when messages are not forwarded
@@ -109,9 +116,10 @@ func New(opts Options) (*Server, error) {
 	conf := opts.TLS.Clone()
 	conf.NextProtos = nil
 	s := &Server{
-		log: log,
-		tls: conf,
-		dps: &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), limits: opts.Limits, now: now, log: log},
+		log:     log,
+		tls:     conf,
+		connect: cmp.Or(max(opts.ConnectTimeout, 0), defaultConnectTimeout),
+		dps:     &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), limits: opts.Limits, now: now, log: log},
 	}
 	if opts.Hub == nil {
 		if opts.Bus != nil || opts.MessageWebhook != "" {
@@ -156,7 +164,7 @@ func (b *broker) run(ln net.Listener) error {
 	if w := b.srv.webhook; w != nil {
 		workers.Go(func() { w.run(b.ctx) })
 	}
-	l := newListener(ln, b.srv.tls, b.log())
+	l := newListener(ln, b.srv.tls, b.srv.connect, b.log())
 	if err := b.mqtt.AddListener(l); err != nil {
 		ln.Close()
 		return err
