@@ -109,13 +109,18 @@ func (k kind[T]) query(ctx context.Context, q string, page Page) ([]T, string, e
 	}
 	match := func(rec *T) bool { return cond == nil || cond.Match(k.doc(rec)) }
 	key := func(rec *T) string { return IDKey(k.id(rec)) }
-	return collect(ctx, k.list, key, match, page)
+	list := k.list
+	if k.where != nil {
+		list = k.where(cond)
+	}
+	return collect(ctx, list, key, match, page)
 }
 
 // collect reads records in key order after the page's cursor until it has a
 // page of matches, and returns them with the token of the next page ("" when
-// no match is left).
-func collect[T any](ctx context.Context, list func(context.Context, string, int) ([]T, error), key func(*T) string, match func(*T) bool, page Page) ([]T, string, error) {
+// no match is left). The token is the key of the last record returned, so it
+// serves whichever lister reads the next page.
+func collect[T any](ctx context.Context, list lister[T], key func(*T) string, match func(*T) bool, page Page) ([]T, string, error) {
 	after, err := page.cursor()
 	if err != nil {
 		return nil, "", err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/twinquery"
 )
 
 // Service holds the enrollment use cases. Transports decode requests, call
@@ -40,6 +41,7 @@ func NewService(store Store, opts Options) *Service {
 		update:   store.UpdateEnrollment,
 		del:      store.DeleteEnrollment,
 		list:     store.Enrollments,
+		where:    enrollmentLister(store),
 		doc:      enrollmentDoc,
 		fields:   enrollmentFields,
 		from:     "enrollments",
@@ -127,7 +129,8 @@ type kind[T any] struct {
 	create   func(context.Context, T) error
 	update   func(context.Context, T, string) error
 	del      func(context.Context, string, string) error
-	list     func(context.Context, string, int) ([]T, error)
+	list     lister[T]
+	where    func(*twinquery.Condition) lister[T] // nil, or the records a condition may match (indexes)
 	doc      func(*T) map[string]any
 	fields   map[string]bool
 	from     string

@@ -20,6 +20,13 @@ type Store interface {
 	DeleteEnrollment(ctx context.Context, registrationID, etag string) error
 	// Enrollments lists up to limit records whose IDKey sorts after after.
 	Enrollments(ctx context.Context, after string, limit int) ([]Enrollment, error)
+	// EnrollmentsWhere lists, in IDKey order, up to f.Limit records whose
+	// IDKey sorts after f.After and that have f's status and tag, through
+	// indexes the store keeps in the transaction of every enrollment write
+	// (so they never lag): a status column and the IndexedTags of each
+	// record. Strings compare bytewise. No error kinds beyond
+	// fault.Internal.
+	EnrollmentsWhere(ctx context.Context, f ListFilter) ([]Enrollment, error)
 
 	Group(ctx context.Context, id string) (Group, error)
 	CreateGroup(ctx context.Context, g Group) error

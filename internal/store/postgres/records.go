@@ -16,8 +16,21 @@ import (
 // etag column for conditional writes. Table names are constants of this
 // package, never input.
 type table[T any] struct {
-	db   *DB
-	name string
+	db    *DB
+	name  string
+	index indexer[T] // nil: the table has no secondary index
+}
+
+// indexer keeps a table's secondary indexes in step with its records, in
+// the transaction of each write: columns beside the body, written by the
+// same INSERT or UPDATE, and rows of side tables that reference the record
+// with ON DELETE CASCADE, so a delete needs no help.
+type indexer[T any] interface {
+	columns() []string // the extra columns, constants of this package
+	values(rec *T) []any
+	// put writes the side-table rows of a record just inserted (created)
+	// or updated; the record's row is locked by tx.
+	put(ctx context.Context, tx pgx.Tx, key string, rec *T, created bool) error
 }
 
 // encode returns v's JSON, sealed when the store has a secrets key.
@@ -109,6 +122,9 @@ func (t table[T]) create(ctx context.Context, key, etag string, rec T) error {
 	if err != nil {
 		return err
 	}
+	if t.index != nil {
+		return t.createIndexed(ctx, key, etag, body, &rec)
+	}
 	tag, err := t.db.pool.Exec(ctx, `INSERT INTO `+t.name+` (id_key, etag, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, key, etag, body)
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "insert into %s", t.name)
@@ -119,15 +135,64 @@ func (t table[T]) create(ctx context.Context, key, etag string, rec T) error {
 	return nil
 }
 
+// createIndexed inserts a record and its index rows in one transaction.
+func (t table[T]) createIndexed(ctx context.Context, key, etag, body string, rec *T) error {
+	var cols, marks string
+	for i, c := range t.index.columns() {
+		cols += ", " + c
+		marks += ", $" + strconv.Itoa(4+i)
+	}
+	args := append([]any{key, etag, body}, t.index.values(rec)...)
+	return t.db.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO `+t.name+` (id_key, etag, body`+cols+`) VALUES ($1, $2, $3`+marks+`) ON CONFLICT DO NOTHING`, args...)
+		if err != nil {
+			return fault.Wrap(fault.Internal, err, "insert into %s", t.name)
+		}
+		if tag.RowsAffected() == 0 {
+			return fault.New(fault.Conflict, "exists")
+		}
+		return t.index.put(ctx, tx, key, rec, true)
+	})
+}
+
 func (t table[T]) update(ctx context.Context, key, etag, newETag string, rec T) error {
 	body, err := t.db.encode(rec)
 	if err != nil {
 		return err
 	}
+	if t.index != nil {
+		return t.updateIndexed(ctx, key, etag, newETag, body, &rec)
+	}
 	return conditionalExec(ctx, t.db, `WITH changed AS (
 			UPDATE `+t.name+` SET etag = $1, body = $2 WHERE id_key = $3 AND ($4 = '' OR etag = $4) RETURNING 1)
 		SELECT EXISTS (SELECT 1 FROM changed), EXISTS (SELECT 1 FROM `+t.name+` WHERE id_key = $3)`,
 		newETag, body, key, etag)
+}
+
+// updateIndexed is update for a table with an index: the conditional
+// update, then the index rows, in one transaction. The update locks the
+// row, so writers of one record keep its index rows in turn, and each
+// statement of a READ COMMITTED transaction sees what the previous writer
+// committed.
+func (t table[T]) updateIndexed(ctx context.Context, key, etag, newETag, body string, rec *T) error {
+	var set string
+	for i, c := range t.index.columns() {
+		set += ", " + c + " = $" + strconv.Itoa(5+i)
+	}
+	args := append([]any{newETag, body, key, etag}, t.index.values(rec)...)
+	return t.db.tx(ctx, func(tx pgx.Tx) error {
+		var changed, exists bool
+		err := tx.QueryRow(ctx, `WITH changed AS (
+				UPDATE `+t.name+` SET etag = $1, body = $2`+set+` WHERE id_key = $3 AND ($4 = '' OR etag = $4) RETURNING 1)
+			SELECT EXISTS (SELECT 1 FROM changed), EXISTS (SELECT 1 FROM `+t.name+` WHERE id_key = $3)`, args...).Scan(&changed, &exists)
+		if err != nil {
+			return fault.Wrap(fault.Internal, err, "conditional write")
+		}
+		if err := conditional(changed, exists); err != nil {
+			return err
+		}
+		return t.index.put(ctx, tx, key, rec, false)
+	})
 }
 
 func (t table[T]) delete(ctx context.Context, key, etag string) error {

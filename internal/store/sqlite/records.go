@@ -16,8 +16,51 @@ func asFault(err error, fe **fault.Error) bool { return errors.As(err, fe) }
 // etag column for conditional writes. Table names are constants of this
 // package, never input.
 type table[T any] struct {
-	db   *DB
-	name string
+	db    *DB
+	name  string
+	index indexer[T] // nil: the table has no secondary index
+}
+
+// indexer keeps a table's secondary indexes in step with its records, in
+// the transaction of each write: columns beside the body, written by the
+// same INSERT or UPDATE, and rows of side tables that reference the record
+// with ON DELETE CASCADE, so a delete needs no help.
+type indexer[T any] interface {
+	columns() []string // the extra columns, constants of this package
+	values(rec *T) []any
+	// put writes the side-table rows of a record just inserted (created)
+	// or updated.
+	put(ctx context.Context, tx *wtx, key string, rec *T, created bool) error
+}
+
+// insertSQL and updateSQL are the statements of create and update, with
+// the index columns when the table has them.
+func (t table[T]) insertSQL() string {
+	cols, marks := "id_key, etag, body", "?, ?, ?"
+	if t.index != nil {
+		for _, c := range t.index.columns() {
+			cols, marks = cols+", "+c, marks+", ?"
+		}
+	}
+	return `INSERT INTO ` + t.name + ` (` + cols + `) VALUES (` + marks + `) ON CONFLICT DO NOTHING`
+}
+
+func (t table[T]) updateSQL() string {
+	set := "etag = ?, body = ?"
+	if t.index != nil {
+		for _, c := range t.index.columns() {
+			set += ", " + c + " = ?"
+		}
+	}
+	return `UPDATE ` + t.name + ` SET ` + set + ` WHERE id_key = ? AND (? = '' OR etag = ?)`
+}
+
+// indexValues returns the index columns' values of rec.
+func (t table[T]) indexValues(rec *T) []any {
+	if t.index == nil {
+		return nil
+	}
+	return t.index.values(rec)
 }
 
 func encode(v any) (string, error) {
@@ -57,13 +100,17 @@ func (t table[T]) create(ctx context.Context, key, etag string, rec T) error {
 	if err != nil {
 		return err
 	}
+	args := append([]any{key, etag, body}, t.indexValues(&rec)...)
 	return t.db.tx(ctx, func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO `+t.name+` (id_key, etag, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, key, etag, body)
+		res, err := tx.ExecContext(ctx, t.insertSQL(), args...)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fault.New(fault.Conflict, "exists")
+		}
+		if t.index != nil {
+			return t.index.put(ctx, tx, key, &rec, true)
 		}
 		return nil
 	})
@@ -74,13 +121,17 @@ func (t table[T]) update(ctx context.Context, key, etag, newETag string, rec T) 
 	if err != nil {
 		return err
 	}
+	args := append(append([]any{newETag, body}, t.indexValues(&rec)...), key, etag, etag)
 	return t.db.tx(ctx, func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE `+t.name+` SET etag = ?, body = ? WHERE id_key = ? AND (? = '' OR etag = ?)`, newETag, body, key, etag, etag)
+		res, err := tx.ExecContext(ctx, t.updateSQL(), args...)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return t.missOrStale(ctx, tx, key)
+		}
+		if t.index != nil {
+			return t.index.put(ctx, tx, key, &rec, false)
 		}
 		return nil
 	})
@@ -112,7 +163,12 @@ func (t table[T]) missOrStale(ctx context.Context, tx *wtx, key string) error {
 }
 
 func (t table[T]) list(ctx context.Context, where string, args []any, limit int) ([]T, error) {
-	rows, err := t.db.reads.QueryContext(ctx, `SELECT body FROM `+t.name+` WHERE `+where+` ORDER BY id_key LIMIT ?`, append(args, limit)...)
+	return t.query(ctx, `SELECT body FROM `+t.name+` WHERE `+where+` ORDER BY id_key LIMIT ?`, append(args, limit)...)
+}
+
+// query runs q, which selects one body column, and decodes each row.
+func (t table[T]) query(ctx context.Context, q string, args ...any) ([]T, error) {
+	rows, err := t.db.reads.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, err, "list %s", t.name)
 	}

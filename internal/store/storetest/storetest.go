@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"enrollment/conditional delete", conditionalDelete},
 		{"enrollment/list order and paging", listPaging},
 		{"enrollment/concurrent conditional updates", concurrentUpdates},
+		{"enrollment/index for queries", enrollmentIndex},
 		{"group/round trip and list", groupRoundTrip},
 		{"registration/put list delete", registrations},
 		{"operation/put with record, get, expire", operations},
