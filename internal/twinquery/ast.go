@@ -232,3 +232,48 @@ func pathKey(p Path) string {
 	}
 	return b.String()
 }
+
+// Equality is a top-level conjunct of a condition of the form
+// path = 'string' (either side first): every document the condition
+// matches holds exactly that string at that path. Stores use these to
+// narrow what they read through their indexes.
+type Equality struct {
+	Path  Path
+	Value string
+}
+
+// StringEqualities returns the conditions's top-level AND operands (through
+// nested ANDs and their parentheses) that compare a path with a string
+// constant using =, in order. Under OR or NOT nothing is implied, so a
+// condition whose root is not an AND or such a comparison gives none.
+func (c *Condition) StringEqualities() []Equality {
+	if c == nil || c.root == nil {
+		return nil
+	}
+	var out []Equality
+	var visit func(n node)
+	visit = func(n node) {
+		switch n := n.(type) {
+		case *logicNode:
+			if !n.or {
+				visit(n.l)
+				visit(n.r)
+			}
+		case *cmpNode:
+			if n.op != opEq {
+				return
+			}
+			p, pok := n.l.(*pathNode)
+			k, kok := n.r.(*constNode)
+			if !pok || !kok {
+				p, pok = n.r.(*pathNode)
+				k, kok = n.l.(*constNode)
+			}
+			if pok && kok && k.v.k == kStr {
+				out = append(out, Equality{Path: p.path.clone(), Value: k.v.s})
+			}
+		}
+	}
+	visit(c.root)
+	return out
+}

@@ -2,6 +2,7 @@ package twinquery
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -57,5 +58,38 @@ func TestPathLookup(t *testing.T) {
 	}
 	if got, ok := (Path{}).Lookup(doc); !ok || !cmp.Equal(got, any(doc)) {
 		t.Error("empty path should yield the document")
+	}
+}
+
+func TestStringEqualities(t *testing.T) {
+	tests := []struct {
+		where string
+		want  []string // path=value
+	}{
+		{"provisioningStatus = 'disabled'", []string{"provisioningStatus=disabled"}},
+		{"'disabled' = provisioningStatus", []string{"provisioningStatus=disabled"}},
+		{"a = 'x' AND (b = 'y' AND c.d = 'z')", []string{"a=x", "b=y", "c.d=z"}},
+		{"a = 'x' AND b = 'y' OR c = 'z'", nil}, // an OR at the root
+		{"a = 'x' OR b = 'y'", nil},
+		{"NOT (a = 'x')", nil},
+		{"a != 'x' AND b = 1 AND c = true", nil},
+		{"a = b", nil},
+		{"a = 'x' AND (b = 'y' OR c = 'z')", []string{"a=x"}},
+		{"tags.[[odd name]] = 'v'", []string{"tags.odd name=v"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.where, func(t *testing.T) {
+			c, err := ParseCondition(tc.where)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range c.StringEqualities() {
+				got = append(got, strings.Join(e.Path, ".")+"="+e.Value)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

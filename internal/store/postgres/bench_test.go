@@ -73,8 +73,8 @@ func copyEnrollments(ctx context.Context, db *DB, n int) error {
 }
 
 // TestEnrollmentIndexBackfill: after migration 0006 the store indexes the
-// enrollments the database already holds, sealed or not, before its first
-// filtered list (indexOlderEnrollments).
+// enrollments the database already holds, sealed or not, when a node next
+// start (Open runs indexOlderEnrollments).
 func TestEnrollmentIndexBackfill(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -98,19 +98,22 @@ func TestEnrollmentIndexBackfill(t *testing.T) {
 					DELETE FROM schema_migrations WHERE version = '0006_enrollment_index'`); err != nil {
 					t.Fatal(err)
 				}
-				db.Close()
-				if db, err = Open(ctx, url, Options{SecretsKey: tc.key}); err != nil {
+				if err := db.migrate(ctx); err != nil {
 					t.Fatal(err)
 				}
 				var unindexed int
 				if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM enrollments WHERE provisioning_status IS NULL`).Scan(&unindexed); err != nil || unindexed != 4 {
 					t.Fatalf("after the migration: %d enrollments to index, %v; want 4", unindexed, err)
 				}
+				db.Close()
+				if db, err = Open(ctx, url, Options{SecretsKey: tc.key}); err != nil {
+					t.Fatal(err)
+				}
 				return db
 			})
 			var unindexed int
 			if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM enrollments WHERE provisioning_status IS NULL`).Scan(&unindexed); err != nil || unindexed != 0 {
-				t.Errorf("after a filtered list: %d enrollments left to index, %v", unindexed, err)
+				t.Errorf("after a restart: %d enrollments left to index, %v", unindexed, err)
 			}
 		})
 	}

@@ -48,7 +48,7 @@ func (db *DB) Enrollments(ctx context.Context, after string, limit int) ([]dps.E
 // enrollment_tags in (tag_name, tag_value, id_key) order and a status filter
 // walks enrollments_by_status, so a page reads only the rows it returns
 // (migrations/0006_enrollment_index.sql). Enrollments written before that
-// migration are indexed first (indexOlderEnrollments).
+// migration are indexed when a node opens the store (indexOlderEnrollments).
 //
 // These statements are planned for their arguments on every call
 // (QueryExecModeExec), not once for any: whether the status index or the
@@ -59,9 +59,6 @@ func (db *DB) Enrollments(ctx context.Context, after string, limit int) ([]dps.E
 func (db *DB) EnrollmentsWhere(ctx context.Context, f dps.ListFilter) ([]dps.Enrollment, error) {
 	if f.Tag == nil && f.Status == "" {
 		return db.Enrollments(ctx, f.After, f.Limit)
-	}
-	if err := db.indexOlderEnrollments(ctx); err != nil {
-		return nil, err
 	}
 	const planned = pgx.QueryExecModeExec
 	switch {
@@ -82,8 +79,10 @@ func (db *DB) EnrollmentsWhere(ctx context.Context, f dps.ListFilter) ([]dps.Enr
 
 // indexOlderEnrollments indexes the enrollments whose provisioning_status
 // is NULL: those written before migration 0006, which could not index them
-// in SQL because bodies may be sealed (secrets.go). Every write since sets
-// the column, so once done this is one probe of an empty partial index.
+// in SQL because bodies may be sealed (secrets.go). Open runs it after the
+// migrations; every write since sets the column, so on later starts it is
+// one probe of an empty partial index. (During a rolling upgrade, records
+// written by nodes still on an older release are indexed at the next start.)
 // Each row is claimed by an update that requires the column to be still
 // NULL, so concurrent callers (several nodes) index a row once, and a
 // record rewritten since it was read keeps what its writer indexed. Every
