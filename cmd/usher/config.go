@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/pflag"
@@ -30,6 +32,11 @@ type Config struct {
 	TLSKey         string   `toml:"tls-key"`
 	LogLevel       string   `toml:"log-level"`
 	LogFormat      string   `toml:"log-format"`
+
+	// Observability (docs/decisions/0013-observability.md).
+	MetricsAddr     string `toml:"metrics-addr"`
+	AuditMaxAge     string `toml:"audit-max-age"`
+	AuditMaxEntries string `toml:"audit-max-entries"`
 }
 
 // DefaultConfig is the embedded default: everything in ./usher-data, HTTPS
@@ -43,6 +50,9 @@ func DefaultConfig() Config {
 		MQTTAddr:  ":8883",
 		LogLevel:  "info",
 		LogFormat: "text",
+		// Audit retention: 90 days, at most a million entries.
+		AuditMaxAge:     "90d",
+		AuditMaxEntries: "1000000",
 	}
 }
 
@@ -80,6 +90,32 @@ var settings = []setting{
 	{"message-webhook", "http(s) URL that receives every device-to-cloud message as a JSON POST (best effort, never blocks devices)", false, func(c *Config) any { return &c.MessageWebhook }},
 	{"log-level", "debug, info, warn or error", false, func(c *Config) any { return &c.LogLevel }},
 	{"log-format", "text or json", false, func(c *Config) any { return &c.LogFormat }},
+	{"metrics-addr", "address for Prometheus metrics over plain HTTP at /metrics, e.g. 127.0.0.1:9464; empty (the default) serves none", false, func(c *Config) any { return &c.MetricsAddr }},
+	{"audit-max-age", "how long audit log entries are kept: a duration such as 720h, or days such as 90d", false, func(c *Config) any { return &c.AuditMaxAge }},
+	{"audit-max-entries", "how many audit log entries are kept at most (the oldest go first)", false, func(c *Config) any { return &c.AuditMaxEntries }},
+}
+
+// auditRetention reads the validated audit retention settings.
+func (c Config) auditRetention() (time.Duration, int) {
+	age, _ := parseAge(c.AuditMaxAge)
+	n, _ := strconv.Atoi(c.AuditMaxEntries)
+	return age, n
+}
+
+// parseAge reads a positive duration in Go's syntax or in whole days ("90d").
+func parseAge(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 || n > 100*365 {
+			return 0, fmt.Errorf("%q is not a number of days from 1 to 36500", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration such as 720h or 90d", s)
+	}
+	return d, nil
 }
 
 func envName(key string) string {
@@ -196,6 +232,17 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q is not host:port", a.name, a.v))
 		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics-addr %q is not host:port", c.MetricsAddr))
+		}
+	}
+	if _, err := parseAge(c.AuditMaxAge); err != nil {
+		errs = append(errs, fmt.Errorf("audit-max-age: %w", err))
+	}
+	if n, err := strconv.Atoi(c.AuditMaxEntries); err != nil || n < 1 {
+		errs = append(errs, fmt.Errorf("audit-max-entries %q is not a positive whole number", c.AuditMaxEntries))
 	}
 	if w := c.MessageWebhook; w != "" && !strings.HasPrefix(w, "https://") && !strings.HasPrefix(w, "http://") {
 		errs = append(errs, fmt.Errorf("message-webhook %q is not an http(s) URL", w))

@@ -20,12 +20,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/audit"
 	"github.com/usher-iot/usher/internal/console"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/httpapi"
 	"github.com/usher-iot/usher/internal/hub"
 	"github.com/usher-iot/usher/internal/hubassign"
 	"github.com/usher-iot/usher/internal/instance"
+	"github.com/usher-iot/usher/internal/metrics"
 	"github.com/usher-iot/usher/internal/mqttapi"
 	"github.com/usher-iot/usher/internal/pki"
 	"github.com/usher-iot/usher/internal/sas"
@@ -149,17 +151,18 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		s.bus.SetRelay(relay)
 	}
 	return s.run(ctx, lns, func() error {
-		if err := printBanner(ctx, e.stdout, db, idScope, endpoints); err != nil {
+		if err := printBanner(ctx, e.stdout, db, idScope, endpoints, lns.metricsAddr()); err != nil {
 			return err
 		}
-		log.Info("usher is serving", "https", endpoints.HTTPSAddr, "mqtt", endpoints.MQTTAddr, "idScope", idScope)
+		log.Info("usher is serving", "https", endpoints.HTTPSAddr, "mqtt", endpoints.MQTTAddr, "metrics", lns.metricsAddr(), "idScope", idScope)
 		return nil
 	})
 }
 
 // listeners are opened before anything is announced, so the recorded
-// addresses are the bound ones (port 0 works).
-type listeners struct{ https, mqtt net.Listener }
+// addresses are the bound ones (port 0 works). metrics is nil without
+// --metrics-addr.
+type listeners struct{ https, mqtt, metrics net.Listener }
 
 func openListeners(cfg Config) (listeners, error) {
 	var l listeners
@@ -171,12 +174,30 @@ func openListeners(cfg Config) (listeners, error) {
 		l.https.Close()
 		return l, fmt.Errorf("mqtt: %w", err)
 	}
+	if cfg.MetricsAddr != "" {
+		if l.metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			l.https.Close()
+			l.mqtt.Close()
+			return l, fmt.Errorf("metrics: %w", err)
+		}
+	}
 	return l, nil
 }
 
 func (l listeners) close() {
 	l.https.Close()
 	l.mqtt.Close()
+	if l.metrics != nil {
+		l.metrics.Close()
+	}
+}
+
+// metricsAddr is the metrics listener's bound address, "" without one.
+func (l listeners) metricsAddr() string {
+	if l.metrics == nil {
+		return ""
+	}
+	return l.metrics.Addr().String()
 }
 
 // servers are the HTTPS and MQTT servers over the wired services, and the
@@ -192,24 +213,35 @@ type servers struct {
 	settings  instance.Store
 	exclusive exclusiveRunner
 	ready     *atomic.Bool
+	// metrics is nil without --metrics-addr (a nil *Metrics records
+	// nothing); its Throttled method is the rate limiter's hook.
+	metrics *metrics.Metrics
+	audit   *audit.Log
 }
 
 // newServers wires the domain services to the transports by hand.
 func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoints, consoleSecret []byte, tlsConf *tls.Config, log *slog.Logger) (*servers, error) {
+	var m *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		m = metrics.New()
+	}
+	maxAge, maxEntries := cfg.auditRetention()
+	auditLog := audit.New(m.AuditStore(db), audit.Options{Logger: log, MaxAge: maxAge, MaxEntries: maxEntries})
+	dpsStore := m.DPSStore(db)
 	bus := hub.NewBus()
 	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log})
-	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
-		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log,
+	registrar := dps.NewRegistrar(dpsStore, dps.RegistrarOptions{
+		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log, Auditor: auditLog,
 	})
 	mqttSrv, err := mqttapi.New(mqttapi.Options{
 		Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds,
-		Hub: hubSvc, Bus: bus, HubTokenSkew: tokenSkew, MessageWebhook: cfg.MessageWebhook,
+		Hub: hubSvc, Bus: bus, HubTokenSkew: tokenSkew, MessageWebhook: cfg.MessageWebhook, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
 	}
 	ready := &atomic.Bool{}
-	enrollments := dps.NewService(db, dps.Options{})
+	enrollments := dps.NewService(dpsStore, dps.Options{Auditor: auditLog})
 	api := httpapi.New(httpapi.Options{
 		Logger:      log,
 		Enrollments: enrollments,
@@ -219,6 +251,8 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 		HubAuth:     policyAuth(db, access.Hub, append([]string{cfg.HubHostName()}, cfg.Hostnames...)),
 		RetryAfter:  retryAfterSeconds,
 		Ready:       ready.Load,
+		Metrics:     m,
+		Audit:       auditLog,
 	})
 	web, err := console.New(console.Options{
 		Logger: log, DPS: enrollments, Hub: hubSvc, Policies: db, IDScope: idScope, Endpoints: endpoints, Secret: consoleSecret,
@@ -228,9 +262,9 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	}
 	return &servers{
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
-		bus: bus, settings: db, exclusive: exclusiveFor(db),
+		bus: bus, settings: db, exclusive: exclusiveFor(db), metrics: m, audit: auditLog,
 		https: &http.Server{
-			Handler:           withConsole(web, api),
+			Handler:           withConsole(m.Instrument("console", web), api),
 			TLSConfig:         tlsConf,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
@@ -265,6 +299,12 @@ func (s *servers) run(ctx context.Context, lns listeners, started func() error) 
 	go func() { defer wg.Done(); expireOperations(ctx, s.registrar, s.log) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.evaluateDeployments(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.audit.Run(ctx) }()
+	if lns.metrics != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); serveMetrics(ctx, lns.metrics, s.metrics, s.log) }()
+	}
 	s.ready.Store(true)
 
 	var err error
@@ -292,6 +332,7 @@ func (s *servers) run(ctx context.Context, lns listeners, started func() error) 
 	}
 	<-httpsDone
 	wg.Wait()
+	s.audit.Flush(shutdownCtx) // refusals of requests that ended during shutdown
 	return err
 }
 
@@ -371,7 +412,25 @@ func serverTLS(cfg Config, now time.Time) (*tls.Config, string, error) {
 	}, caFile, nil
 }
 
-func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope string, ep instance.Endpoints) error {
+// serveMetrics serves /metrics over plain HTTP on ln until ctx ends. A
+// failure is logged: metrics are not worth stopping provisioning for.
+func serveMetrics(ctx context.Context, ln net.Listener, m *metrics.Metrics, log *slog.Logger) {
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		log.Error("metrics listener failed; metrics are no longer served", "err", err)
+		return
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	<-done
+}
+
+func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope string, ep instance.Endpoints, metricsAddr string) error {
 	owner, err := db.Policy(ctx, access.DPS, access.DPSOwner)
 	if err != nil {
 		return err
@@ -382,6 +441,9 @@ func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope stri
 	fmt.Fprintf(&b, "  ID scope:          %s\n", idScope)
 	fmt.Fprintf(&b, "  HTTPS:             https://%s%s (listening on %s)\n", ep.HostName(), portSuffix(ep.HTTPSAddr, "443"), ep.HTTPSAddr)
 	fmt.Fprintf(&b, "  MQTT:              mqtts://%s%s (listening on %s)\n", ep.HostName(), portSuffix(ep.MQTTAddr, "8883"), ep.MQTTAddr)
+	if metricsAddr != "" {
+		fmt.Fprintf(&b, "  Metrics:           http://%s/metrics\n", metricsAddr)
+	}
 	if ep.CAFile != "" {
 		fmt.Fprintf(&b, "  CA file:           %s\n", ep.CAFile)
 	}

@@ -86,6 +86,9 @@ type Entry struct {
 	ETagAfter  string `json:",omitempty"`
 	// Reason says in plain words why a device was refused.
 	Reason string `json:",omitempty"`
+	// Detail says more about a change, such as a policy's rights or which
+	// key was renewed (never the key).
+	Detail string `json:",omitempty"`
 }
 
 // Query selects entries, newest first.

@@ -151,6 +151,7 @@ func (l *Log) complete(ctx context.Context, e Entry) Entry {
 	e.Subject = truncate(e.Subject, maxSubjectBytes)
 	e.Scope = truncate(e.Scope, maxSubjectBytes)
 	e.Reason = truncate(e.Reason, maxReasonBytes)
+	e.Detail = truncate(e.Detail, maxReasonBytes)
 	return e
 }
 
