@@ -17,6 +17,7 @@ type testServer struct {
 	Store   storeLocation
 	Info    Info
 	Banner  string
+	Stderr  *lockedBuffer // the server's log
 }
 
 // startServer runs `usher serve` with extra args and waits for its banner.
@@ -59,7 +60,7 @@ func startServerOn(t testing.TB, postgresURL string, extra ...string) *testServe
 	if err != nil {
 		t.Fatalf("usher info: %v", err)
 	}
-	return &testServer{DataDir: dir, Store: loc, Info: info, Banner: banner}
+	return &testServer{DataDir: dir, Store: loc, Info: info, Banner: banner, Stderr: stderr}
 }
 
 // readBanner reads stdout up to the connection string line, which the

@@ -4,7 +4,7 @@ import "github.com/usher-iot/usher/internal/audit"
 
 // AuditEntry is one entry of GET /audit, an Usher extension of the DPS
 // service API (it has no Azure counterpart). Empty fields are left out;
-// no field ever holds key material.
+// no field ever holds key material. Etags are quoted as the records show them.
 type AuditEntry struct {
 	Seq           int64  `json:"seq"`
 	TimestampUTC  string `json:"timestampUtc"`
@@ -26,5 +26,5 @@ type AuditEntry struct {
 func FromAuditEntry(e audit.Entry) AuditEntry {
 	return AuditEntry{Seq: e.Seq, TimestampUTC: FormatTime(e.Time), Kind: string(e.Kind), Action: e.Action, Subject: e.Subject,
 		Scope: e.Scope, Actor: e.Actor, Transport: e.Transport, SourceAddress: e.Address, TrackingID: e.TrackingID,
-		ETagBefore: e.ETagBefore, ETagAfter: e.ETagAfter, Reason: e.Reason, Detail: e.Detail}
+		ETagBefore: quoteETag(e.ETagBefore), ETagAfter: quoteETag(e.ETagAfter), Reason: e.Reason, Detail: e.Detail}
 }
