@@ -50,9 +50,6 @@ func DefaultConfig() Config {
 		MQTTAddr:  ":8883",
 		LogLevel:  "info",
 		LogFormat: "text",
-		// Audit retention: 90 days, at most a million entries.
-		AuditMaxAge:     "90d",
-		AuditMaxEntries: "1000000",
 	}
 }
 
@@ -91,11 +88,12 @@ var settings = []setting{
 	{"log-level", "debug, info, warn or error", false, func(c *Config) any { return &c.LogLevel }},
 	{"log-format", "text or json", false, func(c *Config) any { return &c.LogFormat }},
 	{"metrics-addr", "address for Prometheus metrics over plain HTTP at /metrics, e.g. 127.0.0.1:9464; empty (the default) serves none", false, func(c *Config) any { return &c.MetricsAddr }},
-	{"audit-max-age", "how long audit log entries are kept: a duration such as 720h, or days such as 90d", false, func(c *Config) any { return &c.AuditMaxAge }},
-	{"audit-max-entries", "how many audit log entries are kept at most (the oldest go first)", false, func(c *Config) any { return &c.AuditMaxEntries }},
+	{"audit-max-age", "how long audit log entries are kept: a duration such as 720h, or days such as 90d (empty: 90d)", false, func(c *Config) any { return &c.AuditMaxAge }},
+	{"audit-max-entries", "how many audit log entries are kept at most, the oldest pruned first (empty: 1000000)", false, func(c *Config) any { return &c.AuditMaxEntries }},
 }
 
-// auditRetention reads the validated audit retention settings.
+// auditRetention reads the validated audit retention settings; zero values
+// leave audit's defaults (audit.DefaultMaxAge, audit.DefaultMaxEntries).
 func (c Config) auditRetention() (time.Duration, int) {
 	age, _ := parseAge(c.AuditMaxAge)
 	n, _ := strconv.Atoi(c.AuditMaxEntries)
@@ -238,10 +236,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("metrics-addr %q is not host:port", c.MetricsAddr))
 		}
 	}
-	if _, err := parseAge(c.AuditMaxAge); err != nil {
+	if _, err := parseAge(c.AuditMaxAge); err != nil && c.AuditMaxAge != "" {
 		errs = append(errs, fmt.Errorf("audit-max-age: %w", err))
 	}
-	if n, err := strconv.Atoi(c.AuditMaxEntries); err != nil || n < 1 {
+	if n, err := strconv.Atoi(c.AuditMaxEntries); c.AuditMaxEntries != "" && (err != nil || n < 1) {
 		errs = append(errs, fmt.Errorf("audit-max-entries %q is not a positive whole number", c.AuditMaxEntries))
 	}
 	if w := c.MessageWebhook; w != "" && !strings.HasPrefix(w, "https://") && !strings.HasPrefix(w, "http://") {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/usher-iot/usher/internal/access"
 	"github.com/usher-iot/usher/internal/deviceclient"
 	"github.com/usher-iot/usher/internal/sas"
@@ -465,4 +467,46 @@ func registerExpired(t *testing.T, s *testServer, regID, key string) string {
 		t.Fatalf("expired token: %d %+v, want 401 %q", resp.StatusCode, body, genericDenial)
 	}
 	return body.TrackingID
+}
+
+func TestObservabilitySettings(t *testing.T) {
+	tests := []struct {
+		name            string
+		flags           []string
+		wantErr         string
+		wantAge         time.Duration
+		wantMaxEntries  int
+		wantMetricsAddr string
+	}{
+		{"ok/defaults: no metrics, audit's own retention", nil, "", 0, 0, ""},
+		{"ok/metrics and retention", []string{"--metrics-addr", "127.0.0.1:9464", "--audit-max-age", "30d", "--audit-max-entries", "5000"}, "", 30 * 24 * time.Hour, 5000, "127.0.0.1:9464"},
+		{"ok/retention as a duration", []string{"--audit-max-age", "36h"}, "", 36 * time.Hour, 0, ""},
+		{"invalid/metrics address", []string{"--metrics-addr", "9464"}, `metrics-addr "9464" is not host:port`, 0, 0, ""},
+		{"invalid/age", []string{"--audit-max-age", "forever"}, "audit-max-age", 0, 0, ""},
+		{"invalid/negative age", []string{"--audit-max-age", "-1h"}, "audit-max-age", 0, 0, ""},
+		{"invalid/entries", []string{"--audit-max-entries", "0"}, "audit-max-entries", 0, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+			addConfigFlags(fs)
+			if err := fs.Parse(tc.flags); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(fs, noEnv)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			age, n := cfg.auditRetention()
+			if age != tc.wantAge || n != tc.wantMaxEntries || cfg.MetricsAddr != tc.wantMetricsAddr {
+				t.Errorf("got age %v, max entries %d, metrics %q; want %v, %d, %q", age, n, cfg.MetricsAddr, tc.wantAge, tc.wantMaxEntries, tc.wantMetricsAddr)
+			}
+		})
+	}
 }
