@@ -298,8 +298,7 @@ func TestAuditLog(t *testing.T) {
 	s.mustUsher(t, "enrollment-group", "update", "--group-id", "audited-group", "--provisioning-status", "disabled")
 	s.mustUsher(t, "enrollment-group", "delete", "--group-id", "audited-group")
 	// Policy: create, renew a key, delete.
-	var pol policyView
-	pol = mustDecode[policyView](t, s.mustUsher(t, "policy", "create", "auditor", "--rights", "EnrollmentRead"))
+	pol := mustDecode[policyView](t, s.mustUsher(t, "policy", "create", "auditor", "--rights", "EnrollmentRead"))
 	keep(pol.PrimaryKey, pol.SecondaryKey)
 	renewed := mustDecode[policyView](t, s.mustUsher(t, "policy", "renew-key", "auditor", "--key", "primary"))
 	keep(renewed.PrimaryKey)
