@@ -25,6 +25,10 @@ func TestImportGraph(t *testing.T) {
 		{"internal/twinquery", append(transportOrStore, mod+"internal/dps", mod+"internal/fault")},
 		{"internal/fault", []string{mod}},
 		{"internal/throttle", append(transportOrStore, mod+"internal/dps", mod+"internal/hub")},
+		{"internal/audit", transportOrStore},
+		// Transports record metrics through interfaces of their own.
+		{"internal/httpapi", []string{"github.com/prometheus"}},
+		{"internal/mqttapi", []string{"github.com/prometheus"}},
 		// The stores share only the conformance suite, never each other.
 		{"internal/store/sqlite", []string{mod + "internal/store/postgres", "github.com/jackc/pgx"}},
 		{"internal/store/postgres", []string{mod + "internal/store/sqlite", "modernc.org/sqlite"}},

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/pflag"
@@ -38,6 +39,10 @@ type Config struct {
 	LimitPollsPerDevice         textOrNumber `toml:"limit-polls-per-device"`
 	LimitRequestsPerSource      textOrNumber `toml:"limit-requests-per-source"`
 	MaxConnections              textOrNumber `toml:"max-connections"`
+	// Observability (docs/decisions/0014-observability.md).
+	MetricsAddr     string `toml:"metrics-addr"`
+	AuditMaxAge     string `toml:"audit-max-age"`
+	AuditMaxEntries string `toml:"audit-max-entries"`
 }
 
 // DefaultConfig is the embedded default: everything in ./usher-data, HTTPS
@@ -93,6 +98,33 @@ var settings = []setting{
 	{"limit-polls-per-device", "operation polls and status lookups of one registration ID, or off (default " + defaultLimitPollsPerDevice + ")", false, func(c *Config) any { return (*string)(&c.LimitPollsPerDevice) }},
 	{"limit-requests-per-source", "device registrations, polls and lookups from one IP address (IPv6: one /64), or off (default " + defaultLimitRequestsPerSource + "; devices behind one NAT share an address)", false, func(c *Config) any { return (*string)(&c.LimitRequestsPerSource) }},
 	{"max-connections", "connections each listener (HTTPS, MQTT) holds at once; more are closed at once; 0 for no limit (default " + strconv.Itoa(defaultMaxConnections) + ")", false, func(c *Config) any { return (*string)(&c.MaxConnections) }},
+	{"metrics-addr", "address for Prometheus metrics over plain HTTP at /metrics, e.g. 127.0.0.1:9464; empty (the default) serves none", false, func(c *Config) any { return &c.MetricsAddr }},
+	{"audit-max-age", "how long audit log entries are kept: a duration such as 720h, or days such as 90d (empty: 90d)", false, func(c *Config) any { return &c.AuditMaxAge }},
+	{"audit-max-entries", "how many audit log entries are kept at most, the oldest pruned first (empty: 1000000)", false, func(c *Config) any { return &c.AuditMaxEntries }},
+}
+
+// auditRetention reads the validated audit retention settings; zero values
+// leave audit's defaults (audit.DefaultMaxAge, audit.DefaultMaxEntries).
+func (c Config) auditRetention() (time.Duration, int) {
+	age, _ := parseAge(c.AuditMaxAge)
+	n, _ := strconv.Atoi(c.AuditMaxEntries)
+	return age, n
+}
+
+// parseAge reads a positive duration in Go's syntax or in whole days ("90d").
+func parseAge(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 || n > 100*365 {
+			return 0, fmt.Errorf("%q is not a number of days from 1 to 36500", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration such as 720h or 90d", s)
+	}
+	return d, nil
 }
 
 func envName(key string) string {
@@ -209,6 +241,17 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q is not host:port", a.name, a.v))
 		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics-addr %q is not host:port", c.MetricsAddr))
+		}
+	}
+	if _, err := parseAge(c.AuditMaxAge); err != nil && c.AuditMaxAge != "" {
+		errs = append(errs, fmt.Errorf("audit-max-age: %w", err))
+	}
+	if n, err := strconv.Atoi(c.AuditMaxEntries); c.AuditMaxEntries != "" && (err != nil || n < 1) {
+		errs = append(errs, fmt.Errorf("audit-max-entries %q is not a positive whole number", c.AuditMaxEntries))
 	}
 	if w := c.MessageWebhook; w != "" && !strings.HasPrefix(w, "https://") && !strings.HasPrefix(w, "http://") {
 		errs = append(errs, fmt.Errorf("message-webhook %q is not an http(s) URL", w))

@@ -100,6 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		deviceCommand(e),
 		hubCommand(e),
 		benchCommand(e),
+		auditCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)

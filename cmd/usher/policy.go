@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/audit"
 	"github.com/usher-iot/usher/internal/sas"
 )
 
@@ -80,6 +81,9 @@ plane); a running server sees changes at once.`,
 				if err := db.CreatePolicy(ctx, p); err != nil {
 					return err
 				}
+				if err := auditPolicy(ctx, e, db, p.Scope, p.Name, audit.Create, "rights "+p.Rights.String()); err != nil {
+					return err
+				}
 				return show(p, host)
 			})
 		},
@@ -128,7 +132,10 @@ plane); a running server sees changes at once.`,
 				if strings.EqualFold(args[0], access.DPSOwner) && scope() == access.DPS || strings.EqualFold(args[0], access.HubOwner) && scope() == access.Hub {
 					return fmt.Errorf("%s is the owner policy that usher info and the banner rely on; renew its keys instead", args[0])
 				}
-				return db.DeletePolicy(ctx, scope(), args[0])
+				if err := db.DeletePolicy(ctx, scope(), args[0]); err != nil {
+					return err
+				}
+				return auditPolicy(ctx, e, db, scope(), args[0], audit.Delete, "")
 			})
 		},
 	}
@@ -149,6 +156,9 @@ plane); a running server sees changes at once.`,
 				if err := db.UpdatePolicy(ctx, p); err != nil {
 					return err
 				}
+				if err := auditPolicy(ctx, e, db, p.Scope, p.Name, audit.Update, renewedDetail(key)); err != nil {
+					return err
+				}
 				return show(p, host)
 			})
 		},
@@ -156,6 +166,34 @@ plane); a running server sees changes at once.`,
 	renew.Flags().StringVar(&key, "key", "primary", "which key: primary, secondary or swap")
 	cmd.AddCommand(create, list, showCmd, del, renew)
 	return cmd
+}
+
+// auditPolicy records a policy change made through the local store in
+// the audit log. The caller is no policy but whoever could open the store:
+// the operating system user.
+func auditPolicy(ctx context.Context, e *env, db access.Store, scope access.Scope, name, action, detail string) error {
+	st, ok := db.(audit.Store)
+	if !ok {
+		return nil
+	}
+	user := e.getenv("USER")
+	if user == "" {
+		user = "unknown user"
+	}
+	err := audit.New(st, audit.Options{}).Record(ctx, audit.Entry{Kind: audit.Policy, Action: action, Subject: name, Scope: string(scope),
+		Actor: "local:" + user, Transport: "cli", Detail: detail})
+	if err != nil {
+		return fmt.Errorf("the policy was changed, but recording it in the audit log failed: %w", err)
+	}
+	return nil
+}
+
+// renewedDetail describes a key renewal for the audit log.
+func renewedDetail(which string) string {
+	if strings.EqualFold(which, "swap") {
+		return "swapped the primary and secondary keys"
+	}
+	return "renewed the " + strings.ToLower(which) + " key"
 }
 
 func renewKey(p *access.Policy, which string) error {

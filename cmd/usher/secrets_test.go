@@ -106,7 +106,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 			// the server has stopped and logged its last line.
 			t.Cleanup(func() {
 				logs := s.Stderr.String()
-				if !strings.Contains(logs, "request refused") || !strings.Contains(logs, "MQTT connection refused") || !strings.Contains(logs, "message webhook failed") {
+				if !strings.Contains(logs, "https request") || !strings.Contains(logs, "Unauthenticated") || !strings.Contains(logs, "MQTT connection refused") || !strings.Contains(logs, "message webhook failed") {
 					t.Errorf("the debug logs lack the refusals the test caused; is the level right?\n%s", logs)
 				}
 				secrets.check(t, logs)

@@ -21,12 +21,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/audit"
 	"github.com/usher-iot/usher/internal/console"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/httpapi"
 	"github.com/usher-iot/usher/internal/hub"
 	"github.com/usher-iot/usher/internal/hubassign"
 	"github.com/usher-iot/usher/internal/instance"
+	"github.com/usher-iot/usher/internal/metrics"
 	"github.com/usher-iot/usher/internal/mqttapi"
 	"github.com/usher-iot/usher/internal/pki"
 	"github.com/usher-iot/usher/internal/sas"
@@ -151,17 +153,18 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		s.bus.SetRelay(relay)
 	}
 	return s.run(ctx, lns, func() error {
-		if err := printBanner(ctx, e.stdout, db, idScope, endpoints); err != nil {
+		if err := printBanner(ctx, e.stdout, db, idScope, endpoints, lns.metricsAddr()); err != nil {
 			return err
 		}
-		log.Info("usher is serving", "https", endpoints.HTTPSAddr, "mqtt", endpoints.MQTTAddr, "idScope", idScope)
+		log.Info("usher is serving", "https", endpoints.HTTPSAddr, "mqtt", endpoints.MQTTAddr, "metrics", lns.metricsAddr(), "idScope", idScope)
 		return nil
 	})
 }
 
 // listeners are opened before anything is announced, so the recorded
-// addresses are the bound ones (port 0 works).
-type listeners struct{ https, mqtt net.Listener }
+// addresses are the bound ones (port 0 works). metrics is nil without
+// --metrics-addr.
+type listeners struct{ https, mqtt, metrics net.Listener }
 
 func openListeners(cfg Config) (listeners, error) {
 	var l listeners
@@ -173,12 +176,30 @@ func openListeners(cfg Config) (listeners, error) {
 		l.https.Close()
 		return l, fmt.Errorf("mqtt: %w", err)
 	}
+	if cfg.MetricsAddr != "" {
+		if l.metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			l.https.Close()
+			l.mqtt.Close()
+			return l, fmt.Errorf("metrics: %w", err)
+		}
+	}
 	return l, nil
 }
 
 func (l listeners) close() {
 	l.https.Close()
 	l.mqtt.Close()
+	if l.metrics != nil {
+		l.metrics.Close()
+	}
+}
+
+// metricsAddr is the metrics listener's bound address, "" without one.
+func (l listeners) metricsAddr() string {
+	if l.metrics == nil {
+		return ""
+	}
+	return l.metrics.Addr().String()
 }
 
 // servers are the HTTPS and MQTT servers over the wired services, and the
@@ -195,6 +216,10 @@ type servers struct {
 	exclusive exclusiveRunner
 	ready     *atomic.Bool
 	maxConns  int // per listener; 0 for no limit
+	// metrics is nil without --metrics-addr (a nil *Metrics records
+	// nothing); its Throttled method is the rate limiter's hook.
+	metrics *metrics.Metrics
+	audit   *audit.Log
 }
 
 // timeouts bound how long a client may hold a connection without getting
@@ -209,27 +234,34 @@ type timeouts struct {
 
 // newServers wires the domain services to the transports by hand.
 func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoints, consoleSecret []byte, tlsConf *tls.Config, to timeouts, log *slog.Logger) (*servers, error) {
+	var m *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		m = metrics.New()
+	}
+	maxAge, maxEntries := cfg.auditRetention()
+	auditLog := audit.New(m.AuditStore(db), audit.Options{Logger: log, MaxAge: maxAge, MaxEntries: maxEntries})
+	dpsStore := m.DPSStore(db)
 	bus := hub.NewBus()
 	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log})
-	registrar := dps.NewRegistrar(db, dps.RegistrarOptions{
-		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log,
+	registrar := dps.NewRegistrar(dpsStore, dps.RegistrarOptions{
+		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log, Auditor: auditLog,
 	})
 	limitOpts, maxConns, err := cfg.Limits() // checked by Config.Validate
 	if err != nil {
 		return nil, err
 	}
-	// limitOpts.OnThrottle is the hook for counting refusals in metrics.
+	limitOpts.OnThrottle = m.Throttled
 	limits := throttle.New(limitOpts)
 	mqttSrv, err := mqttapi.New(mqttapi.Options{
 		Logger: log, TLS: tlsConf, Registrar: registrar, RetryAfter: retryAfterSeconds,
 		Hub: hubSvc, Bus: bus, HubTokenSkew: tokenSkew, MessageWebhook: cfg.MessageWebhook, Limits: limits,
-		ConnectTimeout: to.mqttConnect,
+		ConnectTimeout: to.mqttConnect, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
 	}
 	ready := &atomic.Bool{}
-	enrollments := dps.NewService(db, dps.Options{})
+	enrollments := dps.NewService(dpsStore, dps.Options{Auditor: auditLog})
 	api := httpapi.New(httpapi.Options{
 		Logger:      log,
 		Enrollments: enrollments,
@@ -240,6 +272,8 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 		RetryAfter:  retryAfterSeconds,
 		Ready:       ready.Load,
 		Limits:      limits,
+		Metrics:     m,
+		Audit:       auditLog,
 	})
 	web, err := console.New(console.Options{
 		Logger: log, DPS: enrollments, Hub: hubSvc, Policies: db, IDScope: idScope, Endpoints: endpoints, Secret: consoleSecret,
@@ -249,9 +283,9 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	}
 	return &servers{
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
-		bus: bus, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns,
+		bus: bus, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns, metrics: m, audit: auditLog,
 		https: &http.Server{
-			Handler:           httpapi.WithBodyTimeout(withConsole(web, api), cmp.Or(to.body, 30*time.Second)),
+			Handler:           httpapi.WithBodyTimeout(withConsole(m.Instrument("console", web), api), cmp.Or(to.body, 30*time.Second)),
 			TLSConfig:         tlsConf,
 			ReadHeaderTimeout: cmp.Or(to.readHeader, 10*time.Second),
 			IdleTimeout:       cmp.Or(to.idle, 2*time.Minute),
@@ -290,6 +324,12 @@ func (s *servers) run(ctx context.Context, lns listeners, started func() error) 
 	go func() { defer wg.Done(); expireOperations(ctx, s.registrar, s.log) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.evaluateDeployments(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.audit.Run(ctx) }()
+	if lns.metrics != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); serveMetrics(ctx, lns.metrics, s.metrics, s.log) }()
+	}
 	s.ready.Store(true)
 
 	var err error
@@ -317,6 +357,7 @@ func (s *servers) run(ctx context.Context, lns listeners, started func() error) 
 	}
 	<-httpsDone
 	wg.Wait()
+	s.audit.Flush(shutdownCtx) // refusals of requests that ended during shutdown
 	return err
 }
 
@@ -405,7 +446,25 @@ func httpsTLS(certs []tls.Certificate) *tls.Config {
 	return conf
 }
 
-func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope string, ep instance.Endpoints) error {
+// serveMetrics serves /metrics over plain HTTP on ln until ctx ends. A
+// failure is logged: metrics are not worth stopping provisioning for.
+func serveMetrics(ctx context.Context, ln net.Listener, m *metrics.Metrics, log *slog.Logger) {
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		log.Error("metrics listener failed; metrics are no longer served", "err", err)
+		return
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	<-done
+}
+
+func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope string, ep instance.Endpoints, metricsAddr string) error {
 	owner, err := db.Policy(ctx, access.DPS, access.DPSOwner)
 	if err != nil {
 		return err
@@ -416,6 +475,9 @@ func printBanner(ctx context.Context, w io.Writer, db access.Store, idScope stri
 	fmt.Fprintf(&b, "  ID scope:          %s\n", idScope)
 	fmt.Fprintf(&b, "  HTTPS:             https://%s%s (listening on %s)\n", ep.HostName(), portSuffix(ep.HTTPSAddr, "443"), ep.HTTPSAddr)
 	fmt.Fprintf(&b, "  MQTT:              mqtts://%s%s (listening on %s)\n", ep.HostName(), portSuffix(ep.MQTTAddr, "8883"), ep.MQTTAddr)
+	if metricsAddr != "" {
+		fmt.Fprintf(&b, "  Metrics:           http://%s/metrics\n", metricsAddr)
+	}
 	if ep.CAFile != "" {
 		fmt.Fprintf(&b, "  CA file:           %s\n", ep.CAFile)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/audit"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/hub"
 	"github.com/usher-iot/usher/internal/instance"
@@ -24,6 +25,7 @@ type store interface {
 	access.Store
 	instance.Store
 	hub.Store
+	audit.Store
 	Close() error
 }
 

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"path"
 	"strings"
@@ -210,6 +211,8 @@ func (c *Console) signedIn(h func(*http.Request, *session) (response, error)) ht
 			http.Redirect(w, r, Prefix+"/signin", http.StatusSeeOther)
 			return
 		}
+		// The audit log names the signed-in policy as who made a change.
+		r = r.WithContext(dps.WithOrigin(r.Context(), dps.Origin{Transport: "console", Address: remoteHost(r.RemoteAddr), Actor: s.policy.Name}))
 		if r.Method == http.MethodPost {
 			if err := c.checkPost(w, r, s); err != nil {
 				c.fail(w, r, s, err)
@@ -361,4 +364,12 @@ func (c *Console) serveAsset(w http.ResponseWriter, r *http.Request) {
 // hasPrefixFold reports whether s starts with prefix, ignoring ASCII case.
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// remoteHost returns the host part of a request's remote address.
+func remoteHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }

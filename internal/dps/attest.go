@@ -37,11 +37,21 @@ func denied(reason string) error {
 	return fault.Wrap(fault.Unauthenticated, fault.New(fault.Unauthenticated, "%s", reason), "the device could not be authenticated")
 }
 
-// attest verifies a SAS proof for registrationID under idScope
+// attest verifies a proof (prove) and reports a refused one to the
+// auditor with its reason; the caller answers with denied's generic message.
+func (r *Registrar) attest(ctx context.Context, idScope, registrationID string, proof Proof, now time.Time) (admission, error) {
+	adm, err := r.prove(ctx, idScope, registrationID, proof, now)
+	if fault.Is(err, fault.Unauthenticated) {
+		r.audit.Refused(ctx, Refusal{IDScope: idScope, RegistrationID: registrationID, Reason: reasonOf(err), Time: now})
+	}
+	return adm, err
+}
+
+// prove verifies a SAS proof for registrationID under idScope
 // (dps-protocol.md §3.2): the HMAC over sr exactly as sent, the audience
 // compared case-insensitively after percent-decoding, the expiry with skew;
 // then the individual enrollment's keys, else each group's derived keys.
-func (r *Registrar) attest(ctx context.Context, idScope, registrationID string, proof Proof, now time.Time) (admission, error) {
+func (r *Registrar) prove(ctx context.Context, idScope, registrationID string, proof Proof, now time.Time) (admission, error) {
 	if !strings.EqualFold(idScope, r.idScope) {
 		return admission{}, denied("unknown ID scope " + idScope)
 	}
@@ -54,7 +64,7 @@ func (r *Registrar) attest(ctx context.Context, idScope, registrationID string, 
 		return admission{}, denied("token audience " + res + " is not this registration")
 	}
 	if tok.Expiry.Before(now.Add(-r.skew)) {
-		return admission{}, denied("token expired")
+		return admission{}, denied("token expired at " + tok.Expiry.UTC().Format(time.RFC3339))
 	}
 	adm, err := r.verifyKeys(ctx, tok, registrationID, now)
 	if err == nil && adm.admits() {

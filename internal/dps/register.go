@@ -18,6 +18,7 @@ type Registrar struct {
 	now     func() time.Time
 	skew    time.Duration
 	log     *slog.Logger
+	audit   Auditor
 	proofs  proofCache // proofs accepted recently, for polls
 }
 
@@ -28,11 +29,15 @@ type RegistrarOptions struct {
 	Now     func() time.Time // time.Now when nil
 	Skew    time.Duration    // clock skew tolerated on token expiry
 	Logger  *slog.Logger
+	Auditor Auditor // told of every refused device; nil records nothing
 }
 
 // NewRegistrar returns the registration use case.
 func NewRegistrar(store Store, opts RegistrarOptions) *Registrar {
-	r := &Registrar{store: store, idScope: opts.IDScope, hubs: opts.Hubs, now: opts.Now, skew: opts.Skew, log: opts.Logger}
+	r := &Registrar{store: store, idScope: opts.IDScope, hubs: opts.Hubs, now: opts.Now, skew: opts.Skew, log: opts.Logger, audit: opts.Auditor}
+	if r.audit == nil {
+		r.audit = nopAuditor{}
+	}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -76,6 +81,7 @@ func (r *Registrar) Register(ctx context.Context, req RegisterRequest) (Operatio
 	op := Operation{ID: newOperationID(), RegistrationID: req.RegistrationID, Created: now}
 	var record *Registration
 	if adm.disabled() {
+		r.audit.Refused(ctx, Refusal{IDScope: req.IDScope, RegistrationID: req.RegistrationID, Reason: adm.disabledReason(), Time: now})
 		op.Status = StatusOff
 		op.Registration = Registration{RegistrationID: req.RegistrationID, GroupID: adm.groupID(), Status: StatusOff, ETag: newETag(), Created: now, Updated: now}
 	} else {
@@ -91,6 +97,13 @@ func (r *Registrar) Register(ctx context.Context, req RegisterRequest) (Operatio
 
 func (a admission) disabled() bool {
 	return a.settings().ProvisioningStatus == Disabled
+}
+
+func (a admission) disabledReason() string {
+	if a.enrollment != nil {
+		return "the individual enrollment is disabled"
+	}
+	return "enrollment group " + a.group.ID + " is disabled"
 }
 
 func (a admission) groupID() string {
@@ -124,19 +137,19 @@ func (r *Registrar) assign(ctx context.Context, req RegisterRequest, adm admissi
 	}
 	hub, err := r.hubs.Allocate(ctx, AllocationRequest{RegistrationID: req.RegistrationID, Settings: set, CurrentHub: prev.AssignedHub, Payload: req.Payload})
 	if err != nil {
-		return r.failed(reg, 400208, "no IoT hub is available for this device", err)
+		return r.failed(ctx, reg, 400208, "no IoT hub is available for this device", err)
 	}
 	a := Assignment{DeviceID: reg.DeviceID, PrimaryKey: adm.primaryKey, SecondaryKey: adm.secondaryKey, IoTEdge: set.IoTEdge,
 		InitialTwin: set.InitialTwin, ResetTwin: reprovision && reg.Substatus == "deviceDataReset"}
 	if err := hub.Assign(ctx, a); err != nil {
-		return r.failed(reg, 500000+int(fault.KindOf(err)), "the IoT hub refused the device: "+fault.MessageOf(err), err)
+		return r.failed(ctx, reg, 500000+int(fault.KindOf(err)), "the IoT hub refused the device: "+fault.MessageOf(err), err)
 	}
 	reg.Status, reg.AssignedHub = Assigned, hub.HostName()
 	return reg
 }
 
-func (r *Registrar) failed(reg Registration, code int, msg string, cause error) Registration {
-	r.log.Warn("registration failed", "registrationId", reg.RegistrationID, "err", cause)
+func (r *Registrar) failed(ctx context.Context, reg Registration, code int, msg string, cause error) Registration {
+	r.log.WarnContext(ctx, "registration failed", "registrationId", reg.RegistrationID, "trackingId", OriginFrom(ctx).TrackingID, "err", cause)
 	reg.Status, reg.Substatus, reg.ErrorCode, reg.ErrorMessage = Failed, "", code, msg
 	return reg
 }

@@ -22,7 +22,8 @@ type Service struct {
 
 // Options configure a Service. Zero values choose sensible defaults.
 type Options struct {
-	Now func() time.Time // clock; time.Now when nil
+	Now     func() time.Time // clock; time.Now when nil
+	Auditor Auditor          // told of every change; nil records nothing
 }
 
 // NewService returns the enrollment use cases over store.
@@ -33,6 +34,8 @@ func NewService(store Store, opts Options) *Service {
 	}
 	s.enrollments = kind[Enrollment]{
 		noun:     "enrollment",
+		audit:    KindEnrollment,
+		auditor:  opts.Auditor,
 		id:       func(e *Enrollment) string { return e.RegistrationID },
 		settings: func(e *Enrollment) *Settings { return &e.Settings },
 		validate: (*Enrollment).Validate,
@@ -48,6 +51,8 @@ func NewService(store Store, opts Options) *Service {
 	}
 	s.groups = kind[Group]{
 		noun:     "enrollment group",
+		audit:    KindGroup,
+		auditor:  opts.Auditor,
 		id:       func(g *Group) string { return g.ID },
 		settings: func(g *Group) *Settings { return &g.Settings },
 		validate: (*Group).Validate,
@@ -122,6 +127,8 @@ func (s *Service) QueryGroups(ctx context.Context, q string, page Page) ([]Group
 // function fields adapt it to one record type.
 type kind[T any] struct {
 	noun     string
+	audit    string  // the Change.Kind of this record type
+	auditor  Auditor // nil: changes are not recorded
 	id       func(*T) string
 	settings func(*T) *Settings
 	validate func(*T) error
@@ -156,7 +163,10 @@ func (k kind[T]) put(ctx context.Context, now func() time.Time, rec T, ifMatch s
 	}
 	want := normalizeETag(ifMatch)
 	for attempt := 0; ; attempt++ {
-		out, err := k.tryPut(ctx, now(), rec, want, createOnly)
+		out, before, err := k.tryPut(ctx, now(), rec, want, createOnly)
+		if err == nil {
+			k.changed(ctx, out, before)
+		}
 		retry := want == "" && !createOnly && (fault.Is(err, fault.Conflict) || fault.Is(err, fault.PreconditionFailed))
 		if !retry || attempt+1 == maxPutAttempts {
 			return out, err
@@ -164,7 +174,22 @@ func (k kind[T]) put(ctx context.Context, now func() time.Time, rec T, ifMatch s
 	}
 }
 
-func (k kind[T]) tryPut(ctx context.Context, now time.Time, rec T, want string, createOnly bool) (T, error) {
+// changed tells the auditor of a record written over one whose etag was
+// before ("" when it was created).
+func (k kind[T]) changed(ctx context.Context, rec T, before string) {
+	if k.auditor == nil {
+		return
+	}
+	action := "update"
+	if before == "" {
+		action = "create"
+	}
+	k.auditor.Changed(ctx, Change{Kind: k.audit, ID: k.id(&rec), Action: action, ETagBefore: before, ETagAfter: k.settings(&rec).ETag})
+}
+
+// tryPut writes rec once and returns it with the etag of the record it
+// replaced ("" when it created one).
+func (k kind[T]) tryPut(ctx context.Context, now time.Time, rec T, want string, createOnly bool) (T, string, error) {
 	var zero T
 	id := k.id(&rec)
 	set := k.settings(&rec)
@@ -172,37 +197,37 @@ func (k kind[T]) tryPut(ctx context.Context, now time.Time, rec T, want string, 
 	switch {
 	case fault.Is(err, fault.NotFound):
 		if want != "" && want != "*" {
-			return zero, fault.New(fault.PreconditionFailed, "%s %q does not exist, so If-Match %q cannot match", k.noun, id, want)
+			return zero, "", fault.New(fault.PreconditionFailed, "%s %q does not exist, so If-Match %q cannot match", k.noun, id, want)
 		}
 		if err := fillKeys(&set.Attestation, nil); err != nil {
-			return zero, err
+			return zero, "", err
 		}
 		set.Created, set.Updated, set.ETag = now, now, newETag()
 		if err := k.create(ctx, rec); err != nil {
 			if fault.Is(err, fault.Conflict) {
-				return zero, fault.New(fault.Conflict, "%s %q already exists", k.noun, id)
+				return zero, "", fault.New(fault.Conflict, "%s %q already exists", k.noun, id)
 			}
-			return zero, err
+			return zero, "", err
 		}
-		return rec, nil
+		return rec, "", nil
 	case err != nil:
-		return zero, err
+		return zero, "", err
 	}
 	if createOnly {
-		return zero, fault.New(fault.Conflict, "%s %q already exists", k.noun, id)
+		return zero, "", fault.New(fault.Conflict, "%s %q already exists", k.noun, id)
 	}
 	old := k.settings(&stored)
 	if want != "" && want != "*" && want != old.ETag {
-		return zero, fault.New(fault.PreconditionFailed, "If-Match %q does not match the current etag of %s %q", want, k.noun, id)
+		return zero, "", fault.New(fault.PreconditionFailed, "If-Match %q does not match the current etag of %s %q", want, k.noun, id)
 	}
 	if err := fillKeys(&set.Attestation, &old.Attestation); err != nil {
-		return zero, err
+		return zero, "", err
 	}
 	set.Created, set.Updated, set.ETag = old.Created, now, newETag()
 	if err := k.update(ctx, rec, old.ETag); err != nil {
-		return zero, err
+		return zero, "", err
 	}
-	return rec, nil
+	return rec, old.ETag, nil
 }
 
 func (k kind[T]) remove(ctx context.Context, id, ifMatch string) error {
@@ -210,7 +235,16 @@ func (k kind[T]) remove(ctx context.Context, id, ifMatch string) error {
 	if want == "*" {
 		want = ""
 	}
+	before := want
+	if before == "" && k.auditor != nil {
+		if rec, err := k.get(ctx, id); err == nil { // for the audit log only
+			before = k.settings(&rec).ETag
+		}
+	}
 	err := k.del(ctx, id, want)
+	if err == nil && k.auditor != nil {
+		k.auditor.Changed(ctx, Change{Kind: k.audit, ID: id, Action: "delete", ETagBefore: before})
+	}
 	switch {
 	case fault.Is(err, fault.NotFound):
 		return fault.New(fault.NotFound, "%s %q does not exist", k.noun, id)

@@ -71,6 +71,7 @@ func register(c *call) error {
 		IDScope: c.params[0], RegistrationID: c.params[1], Proof: c.proof(),
 		BodyRegistrationID: body.RegistrationID, Payload: body.Payload,
 	})
+	c.outcome = dps.RegistrationOutcome(op, err)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/usher-iot/usher/internal/access"
+	"github.com/usher-iot/usher/internal/audit"
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
 	"github.com/usher-iot/usher/internal/hub"
@@ -44,7 +46,28 @@ type Options struct {
 	Now         func() time.Time      // time.Now when nil
 	Ready       func() bool           // reports readiness for /healthz; always ready when nil
 	Limits      *throttle.Limiter     // limits on the DPS device API; none when nil
+	Metrics     Observer              // records requests and registrations; nothing when nil
+	Audit       AuditReader           // the audit log behind GET /audit; the endpoint is absent when nil
 }
+
+// Observer records what the API served (*metrics.Metrics is one).
+type Observer interface {
+	// HTTPRequest records a request of a route class answered with status.
+	HTTPRequest(route string, status int, d time.Duration)
+	// Registration records a device registration request that ended with
+	// outcome (dps.RegistrationOutcome) after d.
+	Registration(transport, outcome string, d time.Duration)
+}
+
+// AuditReader reads the audit log (*audit.Log is one).
+type AuditReader interface {
+	Entries(ctx context.Context, q audit.Query) ([]audit.Entry, error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) HTTPRequest(string, int, time.Duration)     {}
+func (nopObserver) Registration(string, string, time.Duration) {}
 
 // API is the HTTPS handler.
 type API struct {
@@ -58,13 +81,19 @@ type API struct {
 	now        func() time.Time
 	ready      func() bool
 	limits     *throttle.Limiter
+	obs        Observer
+	audit      AuditReader
 	routes     []route
 }
 
 // New returns the HTTPS handler.
 func New(opts Options) *API {
 	a := &API{log: opts.Logger, dps: opts.Enrollments, auth: opts.DPSAuth, registrar: opts.Registrar, hub: opts.Hub,
-		hubAuth: opts.HubAuth, now: opts.Now, ready: opts.Ready, limits: opts.Limits, retryAfter: strconv.Itoa(max(opts.RetryAfter, 1))}
+		hubAuth: opts.HubAuth, now: opts.Now, ready: opts.Ready, limits: opts.Limits, retryAfter: strconv.Itoa(max(opts.RetryAfter, 1)),
+		obs: opts.Metrics, audit: opts.Audit}
+	if a.obs == nil {
+		a.obs = nopObserver{}
+	}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -73,6 +102,9 @@ func New(opts Options) *API {
 	}
 	if a.dps != nil {
 		a.routes = append(a.routes, a.dpsServiceRoutes()...)
+	}
+	if a.audit != nil && a.auth != nil {
+		a.routes = append(a.routes, a.auditRoutes()...)
 	}
 	if a.registrar != nil {
 		a.routes = append(a.routes, a.deviceRoutes()...)
@@ -120,15 +152,129 @@ type call struct {
 	// device is who a device-scoped token proved to be on a hubDevice
 	// route; nil when a policy authorised the call.
 	device *hub.DeviceIdentity
+	// route is the matched route, nil before (or without) a match.
+	route *route
+	// class names the route for metrics and logs (routeClass).
+	class string
+	// outcome is how a registration ended, set by the register handler.
+	outcome string
 }
 
+// ServeHTTP serves one request under a fresh tracking ID: the response's
+// x-ms-request-id, the trackingId of its error body, the audit entries it
+// causes, and its log line all carry it, so an operator can go from a
+// device's error to the log line and the audit entry.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	trackingID := newTrackingID()
 	w.Header().Set("x-ms-request-id", trackingID)
-	c := &call{w: w, r: r, api: a}
-	if err := a.serve(c); err != nil {
+	r = r.WithContext(dps.WithOrigin(r.Context(), dps.Origin{Transport: "https", Address: hostOf(r.RemoteAddr), TrackingID: trackingID}))
+	sw := &statusWriter{ResponseWriter: w}
+	c := &call{w: sw, r: r, api: a, class: "unmatched"}
+	err := a.serve(c)
+	if err != nil {
 		a.fail(c, trackingID, err)
 	}
+	d := time.Since(start)
+	a.obs.HTTPRequest(c.class, sw.code(), d)
+	if c.route != nil && c.route.registers() {
+		outcome := c.outcome
+		if outcome == "" {
+			outcome = dps.RegistrationOutcome(dps.Operation{}, err)
+		}
+		a.obs.Registration("https", outcome, d)
+	}
+	a.logRequest(c, trackingID, sw.code(), d, err)
+}
+
+// logRequest writes the request's one log line: debug, warn for 5xx
+// answers, error when the cause is a bug. Internal causes appear here with
+// the tracking ID, never in the answer. Headers and the query are never
+// logged (they carry signatures).
+func (a *API) logRequest(c *call, trackingID string, status int, d time.Duration, err error) {
+	level := slog.LevelDebug
+	switch {
+	case status >= 500 && fault.KindOf(err) == fault.Internal:
+		level = slog.LevelError
+	case status >= 500:
+		level = slog.LevelWarn
+	}
+	ctx := c.r.Context()
+	if !a.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{slog.String("trackingId", trackingID), slog.String("method", c.r.Method), slog.String("route", c.class),
+		slog.String("path", c.r.URL.Path), slog.Int("status", status), slog.Duration("duration", d), slog.String("remote", hostOf(c.r.RemoteAddr))}
+	if actor := dps.OriginFrom(ctx).Actor; actor != "" {
+		attrs = append(attrs, slog.String("policy", actor))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	a.log.LogAttrs(ctx, level, "https request", attrs...)
+}
+
+// hostOf returns the host part of a host:port address.
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+// statusWriter remembers the status an answer was given.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// registers reports the device API's registration request.
+func (rt *route) registers() bool {
+	return rt.auth == dpsDevice && rt.method == http.MethodPut
+}
+
+// routeClass names a route for metrics and logs with a bounded set of
+// values: the device API's three requests, else the route's first literal
+// path segment (enrollments, enrollmentgroups, registrations, devices,
+// twins, configurations, audit, …).
+func routeClass(rt *route) string {
+	if rt.auth == dpsDevice {
+		switch {
+		case rt.registers():
+			return "device-register"
+		case rt.method == http.MethodGet:
+			return "device-poll"
+		}
+		return "device-status"
+	}
+	if len(rt.pattern) > 0 && rt.pattern[0] != "*" {
+		return rt.pattern[0]
+	}
+	return "other"
 }
 
 func (a *API) serve(c *call) error {
@@ -137,6 +283,7 @@ func (a *API) serve(c *call) error {
 		return err
 	}
 	if len(segs) == 1 && strings.EqualFold(segs[0], "healthz") {
+		c.class = "healthz"
 		return a.health(c)
 	}
 	rt, params, err := a.match(c.r.Method, segs)
@@ -144,7 +291,7 @@ func (a *API) serve(c *call) error {
 	if err != nil {
 		return err
 	}
-	c.params = params
+	c.route, c.class, c.params = &rt, routeClass(&rt), params
 	if c.r.URL.Query().Get("api-version") == "" {
 		return fault.New(fault.Invalid, "the api-version query parameter is required")
 	}
@@ -159,6 +306,9 @@ func (a *API) serve(c *call) error {
 		if c.policy, err = auth.Authenticate(c.r.Context(), c.r.Header.Get("Authorization"), resource); err != nil {
 			return err
 		}
+		o := dps.OriginFrom(c.r.Context())
+		o.Actor = c.policy.Name
+		c.r = c.r.WithContext(dps.WithOrigin(c.r.Context(), o))
 		if err := authorize(c.policy, rt, c.r.Method, resource); err != nil {
 			return err
 		}
@@ -261,7 +411,7 @@ func (a *API) health(c *call) error {
 
 // fail renders err as Azure does on the route's surface: DPS's error body
 // with x-ms-error-code, or IoT Hub's with iothub-errorcode. Internal causes
-// are logged with the tracking ID and never sent.
+// are logged with the tracking ID (logRequest) and never sent.
 func (a *API) fail(c *call, trackingID string, err error) {
 	var status int
 	var body any
@@ -275,11 +425,6 @@ func (a *API) fail(c *call, trackingID string, err error) {
 		status, details = wire.DPSError(err, trackingID, a.now())
 		h.Set("x-ms-error-code", strconv.Itoa(details.ErrorCode))
 		body = details
-	}
-	if status >= 500 {
-		a.log.Error("request failed", "trackingId", trackingID, "method", c.r.Method, "path", c.r.URL.Path, "err", err)
-	} else {
-		a.log.Debug("request refused", "trackingId", trackingID, "method", c.r.Method, "path", c.r.URL.Path, "status", status, "err", err)
 	}
 	if (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", a.retryAfter) // unless the handler knew better (a throttled request)
@@ -299,7 +444,11 @@ func (c *call) bodyUpTo(limit int64) ([]byte, error) {
 			return nil, fault.New(fault.UnsupportedMediaType, "Content-Type %q is not supported; send application/json", ct)
 		}
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
+	w := c.w
+	if sw, ok := w.(*statusWriter); ok {
+		w = sw.ResponseWriter // MaxBytesReader closes the connection through the server's own writer
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, c.r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		switch {

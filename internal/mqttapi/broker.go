@@ -205,6 +205,7 @@ func (h *hooks) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	h.b.sessions[cl] = s
 	h.b.mu.Unlock()
 	hd.started(s)
+	h.b.srv.obs.Connection(id.kind.String(), 1)
 	h.b.log().Debug("MQTT session started", "session", s)
 }
 
@@ -214,6 +215,7 @@ func (h *hooks) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	delete(h.b.sessions, cl)
 	h.b.mu.Unlock()
 	if s != nil {
+		h.b.srv.obs.Connection(s.id.kind.String(), -1)
 		s.h.ended(s)
 		h.b.log().Debug("MQTT session ended", "session", s, "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ type dpsHandler struct {
 	limits     *throttle.Limiter // nil: no limits
 	now        func() time.Time
 	log        *slog.Logger
+	obs        Observer
 }
 
 var _ handler = (*dpsHandler)(nil)
@@ -120,9 +122,13 @@ func parseDPSRequest(topic string) (dpsRequest, bool) {
 // the one DPS error table (wire.DPSError). A request over the node's limits
 // (internal/throttle) is answered 429 with the limiter's retry-after, as
 // over HTTPS; registrations and polls are limited as there
-// (internal/httpapi/registration.go).
+// (internal/httpapi/registration.go). Each request gets a tracking ID that
+// its error body, its audit entries and its log line carry.
 func (h *dpsHandler) serve(ctx context.Context, s *session, topic string, payload []byte) {
+	start := time.Now()
 	req, _ := parseDPSRequest(topic)
+	trackingID := newTrackingID()
+	ctx = dps.WithOrigin(ctx, dps.Origin{Transport: "mqtt", Address: hostOf(s.cl.Net.Remote), TrackingID: trackingID})
 	class := throttle.Poll
 	if req.register {
 		class = throttle.Registration
@@ -130,35 +136,67 @@ func (h *dpsHandler) serve(ctx context.Context, s *session, topic string, payloa
 	retryAfter := h.retryAfter
 	var status int
 	var body any
+	var outcome string // set by register when the registrar answered
 	limit := h.limits.Admit(throttle.Request{Transport: "mqtt", Class: class, DeviceID: s.id.id, Source: s.cl.Net.Remote})
 	err := limit.Err()
 	if err != nil {
 		retryAfter = limit.RetryAfterSeconds()
-	} else if status, body, err = h.answer(ctx, s, req, payload); err == nil {
+	} else if status, body, err = h.answer(ctx, s, req, payload, &outcome); err == nil {
 		limit.Charge()
 	}
 	if err != nil {
-		trackingID := newTrackingID()
 		var details wire.ErrorDetails
 		status, details = wire.DPSError(err, trackingID, h.now())
 		body = details
-		if status >= 500 {
-			h.log.Error("MQTT request failed", "trackingId", trackingID, "session", s, "register", req.register, "err", err)
-		} else {
-			h.log.Debug("MQTT request refused", "trackingId", trackingID, "session", s, "register", req.register, "status", status, "err", err)
-		}
 	}
+	d := time.Since(start)
+	if req.register {
+		if outcome == "" {
+			outcome = dps.RegistrationOutcome(dps.Operation{}, err)
+		}
+		h.obs.Registration("mqtt", outcome, d)
+	}
+	h.logRequest(ctx, s, req, trackingID, status, d, err)
 	s.send(responseTopicAfter(status, req.rid, retryAfter), encodeJSON(body))
 }
 
-func (h *dpsHandler) answer(ctx context.Context, s *session, req dpsRequest, payload []byte) (int, any, error) {
+// logRequest writes the request's one log line: debug, warn for 5xx
+// answers, error when the cause is a bug. The token is never logged.
+func (h *dpsHandler) logRequest(ctx context.Context, s *session, req dpsRequest, trackingID string, status int, d time.Duration, err error) {
+	level := slog.LevelDebug
+	switch {
+	case status >= 500 && fault.KindOf(err) == fault.Internal:
+		level = slog.LevelError
+	case status >= 500:
+		level = slog.LevelWarn
+	}
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{slog.String("trackingId", trackingID), slog.Any("session", s), slog.Bool("register", req.register),
+		slog.Int("status", status), slog.Duration("duration", d)}
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	h.log.LogAttrs(ctx, level, "MQTT DPS request", attrs...)
+}
+
+// hostOf returns the host part of a host:port address.
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func (h *dpsHandler) answer(ctx context.Context, s *session, req dpsRequest, payload []byte, outcome *string) (int, any, error) {
 	switch {
 	case req.rid == "":
 		return 0, nil, fault.New(fault.Invalid, "the request topic has no $rid")
 	case len(payload) > MaxPayloadBytes:
 		return 0, nil, fault.New(fault.TooLarge, "the request payload is larger than %d bytes", MaxPayloadBytes)
 	case req.register:
-		return h.register(ctx, s, payload)
+		return h.register(ctx, s, payload, outcome)
 	}
 	return h.poll(ctx, s, req)
 }
@@ -166,7 +204,7 @@ func (h *dpsHandler) answer(ctx context.Context, s *session, req dpsRequest, pay
 // register decodes the optional DeviceRegistration payload: JSON with or
 // without registrationId, or nothing at all (C# without a payload, the
 // embedded SDK); the registration ID is the connection's.
-func (h *dpsHandler) register(ctx context.Context, s *session, payload []byte) (int, any, error) {
+func (h *dpsHandler) register(ctx context.Context, s *session, payload []byte, outcome *string) (int, any, error) {
 	var body wire.DeviceRegistration
 	if len(bytes.TrimSpace(payload)) > 0 {
 		if err := wire.Decode(payload, &body); err != nil {
@@ -180,6 +218,7 @@ func (h *dpsHandler) register(ctx context.Context, s *session, payload []byte) (
 		IDScope: s.id.scope, RegistrationID: s.id.id, Proof: dps.Proof{SASToken: s.password},
 		BodyRegistrationID: body.RegistrationID, Payload: body.Payload,
 	})
+	*outcome = dps.RegistrationOutcome(op, err)
 	if err != nil {
 		return 0, nil, err
 	}

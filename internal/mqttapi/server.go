@@ -84,7 +84,24 @@ type Options struct {
 	// its TLS handshake and send CONNECT before it is closed; 30 seconds
 	// when 0.
 	ConnectTimeout time.Duration
+	// Metrics records registrations and connections; nothing when nil.
+	Metrics Observer
 }
+
+// Observer records what the MQTT server served (*metrics.Metrics is one).
+type Observer interface {
+	// Registration records a device registration request that ended with
+	// outcome (dps.RegistrationOutcome) after d.
+	Registration(transport, outcome string, d time.Duration)
+	// Connection adds delta to the count of admitted connections of kind
+	// ("dps" or "hub").
+	Connection(kind string, delta int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Registration(string, string, time.Duration) {}
+func (nopObserver) Connection(string, int)                     {}
 
 // Server is the MQTT surface. It holds configuration only; each Serve runs
 // its own broker.
@@ -95,6 +112,7 @@ type Server struct {
 	dps     *dpsHandler
 	hub     *hubHandler // nil when hub devices are not served
 	webhook *webhook    // nil when messages are not forwarded
+	obs     Observer
 }
 
 // New returns the MQTT server.
@@ -113,13 +131,18 @@ func New(opts Options) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
+	obs := opts.Metrics
+	if obs == nil {
+		obs = nopObserver{}
+	}
 	conf := opts.TLS.Clone()
 	conf.NextProtos = nil
 	s := &Server{
 		log:     log,
 		tls:     conf,
 		connect: cmp.Or(max(opts.ConnectTimeout, 0), defaultConnectTimeout),
-		dps:     &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), limits: opts.Limits, now: now, log: log},
+		dps:     &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), limits: opts.Limits, now: now, log: log, obs: obs},
+		obs:     obs,
 	}
 	if opts.Hub == nil {
 		if opts.Bus != nil || opts.MessageWebhook != "" {

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"hub/registry", hubRegistry},
 		{"message/bounded log followed by sequence", messageLog},
 		{"configuration/crud and device deployments", configurations},
+		{"audit/append, query, prune", auditLog},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
