@@ -4,7 +4,11 @@
 #   scripts/bench-matrix.sh [--devices N] [--runs R] [--concurrency C] [--only ROWS]
 #
 # Rows: sqlite-https, sqlite-mqtt, sqlite-https-keepalive, pg-https,
-# pg-mqtt, pg2-https (two nodes on one PostgreSQL). Each row is measured R
+# pg-mqtt, pg2-https (two nodes on one PostgreSQL), and sqlite-https-80:
+# first a run at full speed to find the peak, then one offered at 80 % of
+# it (--rate) on the same server, whose server-side latency comes from the
+# server's own histogram (--metrics-addr): the p99 of the register request
+# (usher_registration_duration_seconds), interpolated within its bucket. Each row is measured R
 # times; every run starts a fresh server (a fresh data directory or
 # database), registers N devices at concurrency C with retry-after not
 # honoured, and measures bare TLS handshakes in the same run (--baseline),
@@ -56,6 +60,7 @@ start_node() {
 	rm -rf "$dir" && mkdir -p "$dir"
 	local args=(serve --data-dir "$dir" --https-addr "$ip:443" --mqtt-addr "$ip:8883" --hostname usher.bench.test)
 	if [ "$store" = pg ]; then args+=(--store postgres --postgres-url "$pgurl"); fi
+	args+=(--metrics-addr "$ip:9464")
 	"$bin" "${args[@]}" >"$dir/stdout" 2>"$dir/stderr" &
 	node_pid=$!
 	pids+=("$node_pid")
@@ -89,6 +94,27 @@ bench() {
 	# --address sends this generator to its own node.
 	if [ "$transport" = https ]; then args+=(--address "$ip:443"); fi
 	"$bin" "${args[@]}" "$@"
+}
+
+# server_p99 BEFORE AFTER SERIES → the p99 in ms of the observations a
+# Prometheus histogram gained between two scrapes, interpolated linearly
+# within the bucket that holds it.
+server_p99() {
+	local series=$3
+	paste <(grep -F "$series" "$1") <(grep -F "$series" "$2") | awk '
+		{ match($1, /le="[^"]+"/); le = substr($1, RSTART + 4, RLENGTH - 5)
+		  n++; bound[n] = (le == "+Inf") ? -1 : le + 0; count[n] = $4 - $2 }
+		END {
+			total = count[n]; want = 0.99 * total; prev_b = 0; prev_c = 0
+			for (i = 1; i <= n; i++) {
+				if (count[i] >= want) {
+					if (bound[i] < 0) { printf "%.1f\n", prev_b * 1000; exit }
+					f = (count[i] == prev_c) ? 0 : (want - prev_c) / (count[i] - prev_c)
+					printf "%.1f\n", (prev_b + f * (bound[i] - prev_b)) * 1000; exit
+				}
+				prev_b = bound[i]; prev_c = count[i]
+			}
+		}'
 }
 
 run_row() {
@@ -130,6 +156,21 @@ run_row() {
 			"$file.a" "$file.b" "$file.c" >"$file"
 		rm -f "$file.a" "$file.b" "$file.c"
 		;;
+	sqlite-https-80)
+		start_node a 127.0.0.9 sqlite
+		bench a 127.0.0.9 https sqlite "$node_pid" "$devices" "p$run-" >"$file.peak"
+		local rate
+		rate=$(jq '.registrationsPerSecond * 0.8 | floor' "$file.peak")
+		local before=$work/metrics-before after=$work/metrics-after
+		curl -fsS "http://127.0.0.9:9464/metrics" >"$before"
+		bench a 127.0.0.9 https sqlite "$node_pid" "$devices" "r$run-" --baseline --rate "$rate" >"$file.run"
+		curl -fsS "http://127.0.0.9:9464/metrics" >"$after"
+		local p99
+		p99=$(server_p99 "$before" "$after" 'usher_registration_duration_seconds_bucket{transport="https"')
+		jq --argjson peak "$(jq .registrationsPerSecond "$file.peak")" --argjson p99 "$p99" \
+			'. + {peakRegistrationsPerSecond: $peak, serverP99Ms: $p99}' "$file.run" >"$file"
+		rm -f "$file.peak" "$file.run"
+		;;
 	*) echo "unknown row $row" >&2; exit 2 ;;
 	esac
 	stop_nodes
@@ -137,7 +178,7 @@ run_row() {
 		'"\($row) #\($run): \(.registrationsPerSecond | floor) reg/s, ratio \(.ratio * 100 | round / 100), server CPU \(.server.cpuPerRegistrationMs * 100 | round / 100) ms/reg, errors \(.errors)"' "$file" >&2
 }
 
-rows=(sqlite-https sqlite-mqtt sqlite-https-keepalive pg-https pg-mqtt pg2-https)
+rows=(sqlite-https sqlite-mqtt sqlite-https-keepalive pg-https pg-mqtt pg2-https sqlite-https-80)
 [ -n "$only" ] && IFS=, read -r -a rows <<<"$only"
 for row in "${rows[@]}"; do
 	for run in $(seq "$runs"); do run_row "$row" "$run"; done
@@ -153,3 +194,9 @@ for row in "${rows[@]}"; do
 		"| \($row) | \([.[].registrationsPerSecond] | median | floor) | \([.[].latencyMs.p50] | median | floor) / \([.[].latencyMs.p99] | median | floor) | \([.[].server.cpuPerRegistrationMs] | median * 100 | round / 100) ms | \([.[].server.peakRssBytes] | max / 1048576 | floor) MiB | \([.[].baseline.handshakesPerSecond] | median | floor) | \([.[].ratio] | median * 100 | round / 100) | \([.[].errors] | add) |"' \
 		"$out/$row"-*.json
 done
+if ls "$out"/sqlite-https-80-*.json >/dev/null 2>&1; then
+	echo
+	jq -rs 'def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		"At 80 % of peak (sqlite-https-80): peak \([.[].peakRegistrationsPerSecond] | median | floor)/s, offered \([.[].offeredRate] | median | floor)/s, served \([.[].registrationsPerSecond] | median | floor)/s; server-side p99 of the register request \([.[].serverP99Ms] | median) ms (runs: \([.[].serverP99Ms] | map(tostring) | join(", ")) ms); client-side p50/p99 (fresh TLS + register + poll) \([.[].latencyMs.p50] | median | floor)/\([.[].latencyMs.p99] | median | floor) ms"' \
+		"$out"/sqlite-https-80-*.json
+fi
