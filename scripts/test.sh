@@ -45,14 +45,31 @@ step "go test -race"
 go test -race -count=1 ./...
 
 step "fuzz targets, ${FUZZTIME:-5s} each"
-fuzz() { go test -run=NONE -fuzz="^$2\$" -fuzztime="${FUZZTIME:-5s}" "$1"; }
-fuzz ./internal/sas FuzzParse
-fuzz ./internal/sas FuzzParseConnectionString
-fuzz ./internal/twinquery FuzzParse
-fuzz ./internal/twinquery FuzzParseCondition
-fuzz ./internal/wire FuzzDecodeEnrollment
-fuzz ./internal/mqttapi FuzzParseUsername
-fuzz ./internal/mqttapi FuzzParseDPSRequest
-fuzz ./internal/mqttapi FuzzParseHubTopic
+# Every FuzzXxx in the tree (docs/fuzzing.md lists them); their seeds and
+# testdata/fuzz corpora already ran in go test above.
+# Go 1.26's fuzz coordinator can fail a clean run at the -fuzztime deadline
+# with a bare "context deadline exceeded" and no input (go.dev/issue/75804,
+# fixed in Go 1.27); that one outcome is reported and passed over, anything
+# else (a failing input, a panic, a build error) fails the step.
+fuzz() {
+  local out rc=0
+  out=$(go test -run=NONE -fuzz="^$2\$" -fuzztime="${FUZZTIME:-5s}" "$1" 2>&1) || rc=$?
+  printf '%s\n' "$out"
+  if [ "$rc" -ne 0 ] && ! grep -q 'Failing input written to' <<<"$out" &&
+     [ "$(grep -c '^    ' <<<"$out")" = 1 ] && grep -qx '    context deadline exceeded' <<<"$out"; then
+    echo "($2: the fuzz coordinator's deadline race, go.dev/issue/75804; no failing input)"
+    return 0
+  fi
+  return "$rc"
+}
+targets=0
+for file in $(git ls-files 'internal/*_test.go' 'cmd/*_test.go'); do
+  for name in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
+    fuzz "./$(dirname "$file")" "$name"
+    targets=$((targets + 1))
+  done
+done
+[ "$targets" -gt 0 ] || { echo "no fuzz targets found"; exit 1; }
+echo "$targets fuzz targets ran"
 
 step "all checks passed"

@@ -79,7 +79,7 @@ func pushPatch(m map[string]any) map[string]any {
 // Hub's limits: key syntax, depth, value kinds, string length and total
 // size. what names the collection in the error.
 func ValidateCollection(what string, m map[string]any, maxBytes int) error {
-	size, err := collectionSize(what, m, 1)
+	size, err := collectionSize(what, m, 1, false)
 	if err != nil {
 		return err
 	}
@@ -89,19 +89,24 @@ func ValidateCollection(what string, m map[string]any, maxBytes int) error {
 	return nil
 }
 
-func collectionSize(path string, m map[string]any, depth int) (int, error) {
+// collectionSize measures an object at a nesting depth (a collection is
+// depth 1; objects and arrays each add a level). Keys starting with '$'
+// ($version, $metadata echoed by clients) are skipped where a merge drops
+// them, but inside arrays, which are stored verbatim (verbatim), they are
+// keys like any other and so invalid.
+func collectionSize(path string, m map[string]any, depth int, verbatim bool) (int, error) {
 	if depth > MaxTwinDepth {
 		return 0, fault.New(fault.Invalid, "%s is nested deeper than %d levels", path, MaxTwinDepth)
 	}
 	total := 0
 	for k, v := range m {
-		if strings.HasPrefix(k, "$") {
+		if strings.HasPrefix(k, "$") && !verbatim {
 			continue
 		}
-		if k == "" || len(k) > MaxKeyBytes || strings.ContainsAny(k, ". ") || hasControl(k) {
+		if k == "" || len(k) > MaxKeyBytes || strings.ContainsAny(k, ". $") || hasControl(k) {
 			return 0, fault.New(fault.Invalid, "%s has an invalid key %q (keys are 1–1024 bytes without '.', ' ', '$' or control characters)", path, k)
 		}
-		n, err := valueSize(path+"."+k, v, depth)
+		n, err := valueSize(path+"."+k, v, depth, verbatim)
 		if err != nil {
 			return 0, err
 		}
@@ -110,7 +115,7 @@ func collectionSize(path string, m map[string]any, depth int) (int, error) {
 	return total, nil
 }
 
-func valueSize(path string, v any, depth int) (int, error) {
+func valueSize(path string, v any, depth int, verbatim bool) (int, error) {
 	switch x := v.(type) {
 	case nil:
 		return 0, nil
@@ -124,11 +129,14 @@ func valueSize(path string, v any, depth int) (int, error) {
 		}
 		return len(x), nil
 	case map[string]any:
-		return collectionSize(path, x, depth+1)
+		return collectionSize(path, x, depth+1, verbatim)
 	case []any:
+		if depth+1 > MaxTwinDepth {
+			return 0, fault.New(fault.Invalid, "%s is nested deeper than %d levels", path, MaxTwinDepth)
+		}
 		total := 0
 		for _, e := range x {
-			n, err := valueSize(path, e, depth+1)
+			n, err := valueSize(path, e, depth+1, true)
 			if err != nil {
 				return 0, err
 			}

@@ -36,7 +36,8 @@ type Token struct {
 // set of '&'-separated name=value fields in any order, each split on its first
 // '='. sr, sig and se are required, skn is optional, unknown fields are
 // ignored, empty fields (such as a trailing '&') are skipped, and a repeated
-// sr, sig, se or skn is rejected. se must be a non-negative integer. sig is
+// sr, sig, se or skn is rejected. se must be a non-negative integer that fits
+// in 64 bits; one past the year 9999 counts as the end of 9999. sig is
 // percent-decoded without turning '+' into a space (so a '+' that was not
 // escaped still counts as '+'), then base64-decoded, padded or not. Inputs
 // over 4096 bytes are rejected.
@@ -137,7 +138,15 @@ func (f fields) token() (Token, error) {
 	return t, nil
 }
 
-// parseExpiry reads se: decimal digits only, as Unix seconds.
+// maxExpiry is the latest Expiry Parse gives, the last second of year 9999
+// UTC. A larger se (any up to 2^63-1 is a valid whole number) expires then:
+// time.Time cannot compare instants near its own limit (time.Unix(2^63-1, 0)
+// is before the year 2000), and a token valid for eight thousand years is
+// valid for as long as anyone will check it.
+const maxExpiry = 253402300799
+
+// parseExpiry reads se: decimal digits only, as Unix seconds, capped at
+// maxExpiry.
 func parseExpiry(se string) (time.Time, error) {
 	bad := unauth("SAS token se is not a whole number of seconds")
 	for i := 0; i < len(se); i++ {
@@ -149,7 +158,7 @@ func parseExpiry(se string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, bad
 	}
-	return time.Unix(n, 0), nil
+	return time.Unix(min(n, maxExpiry), 0), nil
 }
 
 // decodeSig percent-decodes sig ('+' stays '+') and base64-decodes it.

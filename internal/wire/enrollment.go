@@ -101,7 +101,7 @@ func (s *EnrollmentSettings) toDomain() dps.Settings {
 		IoTHubHostName:     s.IoTHubHostName,
 		AllocationPolicy:   s.AllocationPolicy,
 		IoTHubs:            s.IoTHubs,
-		ETag:               s.ETag,
+		ETag:               unquoteETag(s.ETag),
 	}
 	if a := s.Attestation; a != nil {
 		out.Attestation.Type = dps.AttestationType(a.Type)
@@ -211,4 +211,14 @@ func quoteETag(etag string) string {
 		return ""
 	}
 	return `"` + etag + `"`
+}
+
+// unquoteETag reads an etag echoed in a body, quoted as quoteETag renders
+// it or bare as the Node SDK sends it back, into the stored form, so that a
+// rendered enrollment decodes to the one it was rendered from.
+func unquoteETag(etag string) string {
+	if len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"' {
+		return etag[1 : len(etag)-1]
+	}
+	return etag
 }
