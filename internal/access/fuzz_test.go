@@ -76,7 +76,9 @@ func FuzzAuthenticate(f *testing.F) {
 	f.Add("SharedAccessSignature sr=localhost&sig=<sig>&skn=iothubowner&se=<expiry-epoch-seconds>")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, header string) {
-		p, err := auth.Authenticate(context.Background(), header)
+		// A request under every seed's scope (host, host/devices,
+		// host/devices/cap-hub-dev-01), so scoped seeds reach the key check.
+		p, err := auth.Authenticate(context.Background(), header, "devices/cap-hub-dev-01")
 		if err != nil {
 			if !fault.Is(err, fault.Unauthenticated) {
 				t.Fatalf("Authenticate(%q) failed with kind %v: %v", header, fault.KindOf(err), err)
