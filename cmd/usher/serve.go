@@ -281,11 +281,15 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	if err != nil {
 		return nil, err
 	}
+	var console http.Handler = web
+	if m != nil {
+		console = httpapi.Instrument(m, "console", web)
+	}
 	return &servers{
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
 		bus: bus, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns, metrics: m, audit: auditLog,
 		https: &http.Server{
-			Handler:           httpapi.WithBodyTimeout(withConsole(m.Instrument("console", web), api), cmp.Or(to.body, 30*time.Second)),
+			Handler:           httpapi.WithBodyTimeout(withConsole(console, api), cmp.Or(to.body, 30*time.Second)),
 			TLSConfig:         tlsConf,
 			ReadHeaderTimeout: cmp.Or(to.readHeader, 10*time.Second),
 			IdleTimeout:       cmp.Or(to.idle, 2*time.Minute),

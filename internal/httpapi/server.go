@@ -222,6 +222,17 @@ func hostOf(addr string) string {
 	return addr
 }
 
+// Instrument records every request h serves in obs under one route class
+// (the web console's, for one), as the API records its own.
+func Instrument(obs Observer, route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		obs.HTTPRequest(route, sw.code(), time.Since(start))
+	})
+}
+
 // statusWriter remembers the status an answer was given.
 type statusWriter struct {
 	http.ResponseWriter
