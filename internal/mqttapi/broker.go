@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"unicode/utf8"
@@ -54,9 +55,18 @@ func (s *session) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("kind", s.id.kind.String()), slog.String("id", s.id.id), slog.String("remote", s.cl.Net.Remote))
 }
 
-// send writes an answer to this session's connection alone.
+// send writes an answer to this session's connection alone. A write that
+// timed out (the client stopped reading; the listener gives every write a
+// deadline) leaves the TLS connection unable to write again, so the
+// connection is closed; the device reconnects and asks again.
 func (s *session) send(topic string, payload []byte) {
-	if err := s.b.deliver(s.cl, topic, payload); err != nil {
+	err := s.b.deliver(s.cl, topic, payload)
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.b.log().Info("MQTT connection closed: the client does not read what the server sends", "session", s, "topic", topic)
+		s.cl.Stop(err)
+	default:
 		s.b.log().Debug("MQTT answer not delivered", "session", s, "topic", topic, "err", err)
 	}
 }

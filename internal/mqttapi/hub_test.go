@@ -789,3 +789,30 @@ func TestHubLogsCarryNoCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestHubClientThatStopsReadingIsDropped: a device that stops reading
+// while fewer pushes than its outbox holds are pending (so the outbox never
+// overflows) must not hold its connection and a blocked writer for ever:
+// after the write timeout the server closes it.
+func TestHubClientThatStopsReadingIsDropped(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.WriteTimeout = 300 * time.Millisecond })
+	const id = "deaf-dev"
+	c := e.mustHubConnectRaw(t, id, e.hubDevice(t, id, false))
+	c.subscribe(3, desiredFilter, 0)
+	if tcp, ok := c.conn.NetConn().(*net.TCPConn); ok {
+		_ = tcp.SetReadBuffer(4 << 10) // a small window, filled sooner
+	}
+	// 16 MiB in 16 pushes: more than the socket buffers hold, fewer
+	// messages than the outbox.
+	blob := strings.Repeat("x", 1<<20)
+	for version := range int64(16) {
+		e.bus.DesiredChanged(id, "", map[string]any{"blob": blob}, version+2)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for e.bus.Connected(id, "") {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that stopped reading is still connected 15 s later")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

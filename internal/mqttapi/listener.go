@@ -13,11 +13,13 @@ import (
 
 // listener is the broker's network listener: it wraps each accepted
 // connection in TLS, gives it the connect timeout to complete the handshake and
-// CONNECT, and owns the goroutine that serves it. Close ends them all.
+// CONNECT and the write timeout on every write, and owns the goroutine that
+// serves it. Close ends them all.
 type listener struct {
 	ln      net.Listener
 	tls     *tls.Config
 	connect time.Duration // for the TLS handshake and CONNECT
+	write   time.Duration // for each write
 	log     *slog.Logger
 	failed  chan error // Accept's error, unless Close caused it
 
@@ -30,8 +32,8 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(ln net.Listener, conf *tls.Config, connect time.Duration, log *slog.Logger) *listener {
-	return &listener{ln: ln, tls: conf, connect: connect, log: log, failed: make(chan error, 1), conns: map[net.Conn]struct{}{}, served: make(chan struct{})}
+func newListener(ln net.Listener, conf *tls.Config, connect, write time.Duration, log *slog.Logger) *listener {
+	return &listener{ln: ln, tls: conf, connect: connect, write: write, log: log, failed: make(chan error, 1), conns: map[net.Conn]struct{}{}, served: make(chan struct{})}
 }
 
 // listenerID names the one listener in the broker's client records.
@@ -68,7 +70,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		}
 		pause = 0
 		_ = c.SetDeadline(time.Now().Add(l.connect))
-		tc := tls.Server(c, l.tls)
+		tc := tls.Server(writeDeadlineConn{Conn: c, timeout: l.write}, l.tls)
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
@@ -115,4 +117,21 @@ func (l *listener) Close(listeners.CloseFn) {
 	}
 	<-l.served
 	l.wg.Wait()
+}
+
+// writeDeadlineConn sets a fresh write deadline before every write, so a
+// write to a peer that stopped reading fails after timeout instead of
+// blocking for ever (the broker's keepalive handling resets deadlines with
+// SetDeadline, so one set at accept would not last). TLS then refuses
+// further writes and the broker drops the client.
+type writeDeadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c writeDeadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }

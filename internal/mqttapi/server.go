@@ -32,6 +32,11 @@ const (
 	// client's keepalive rules; keepalive 0 (the C SDK) means no deadline
 	// at all.
 	defaultConnectTimeout = 30 * time.Second
+	// defaultWriteTimeout bounds each write to a client unless
+	// Options.WriteTimeout says otherwise: a client that stops reading
+	// (its receive window full) is disconnected instead of holding a
+	// goroutine and its queue of answers for ever.
+	defaultWriteTimeout = 30 * time.Second
 	// requestTimeout bounds the work for one CONNECT or request.
 	requestTimeout = 30 * time.Second
 	// maxInflight bounds the unacknowledged QoS 1 answers per connection.
@@ -84,6 +89,9 @@ type Options struct {
 	// its TLS handshake and send CONNECT before it is closed; 30 seconds
 	// when 0.
 	ConnectTimeout time.Duration
+	// WriteTimeout is how long one write to a client may block before the
+	// connection is closed; 30 seconds when 0.
+	WriteTimeout time.Duration
 	// Metrics records registrations and connections; nothing when nil.
 	Metrics Observer
 }
@@ -109,6 +117,7 @@ type Server struct {
 	log     *slog.Logger
 	tls     *tls.Config
 	connect time.Duration // Options.ConnectTimeout
+	write   time.Duration // Options.WriteTimeout
 	dps     *dpsHandler
 	hub     *hubHandler // nil when hub devices are not served
 	webhook *webhook    // nil when messages are not forwarded
@@ -141,6 +150,7 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		tls:     conf,
 		connect: cmp.Or(max(opts.ConnectTimeout, 0), defaultConnectTimeout),
+		write:   cmp.Or(max(opts.WriteTimeout, 0), defaultWriteTimeout),
 		dps:     &dpsHandler{reg: opts.Registrar, retryAfter: min(max(opts.RetryAfter, 1), 300), limits: opts.Limits, now: now, log: log, obs: obs},
 		obs:     obs,
 	}
@@ -187,7 +197,7 @@ func (b *broker) run(ln net.Listener) error {
 	if w := b.srv.webhook; w != nil {
 		workers.Go(func() { w.run(b.ctx) })
 	}
-	l := newListener(ln, b.srv.tls, b.srv.connect, b.log())
+	l := newListener(ln, b.srv.tls, b.srv.connect, b.srv.write, b.log())
 	if err := b.mqtt.AddListener(l); err != nil {
 		ln.Close()
 		return err
