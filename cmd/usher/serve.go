@@ -261,7 +261,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 		return nil, err
 	}
 	ready := &atomic.Bool{}
-	enrollments := dps.NewService(dpsStore, dps.Options{Auditor: auditLog})
+	enrollments := dps.NewService(dpsStore, dps.Options{Auditor: auditLog, InitialTwinLimits: hubassign.InitialTwinLimits})
 	api := httpapi.New(httpapi.Options{
 		Logger:      log,
 		Enrollments: enrollments,

@@ -24,6 +24,11 @@ type Service struct {
 type Options struct {
 	Now     func() time.Time // clock; time.Now when nil
 	Auditor Auditor          // told of every change; nil records nothing
+	// InitialTwinLimits checks an enrollment's or group's initial twin
+	// against the limits of the hub its devices are assigned to, so a twin
+	// the hub would refuse is refused when the enrollment is written rather
+	// than when a device registers. nil checks nothing.
+	InitialTwinLimits func(*InitialTwin) error
 }
 
 // NewService returns the enrollment use cases over store.
@@ -38,7 +43,7 @@ func NewService(store Store, opts Options) *Service {
 		auditor:  opts.Auditor,
 		id:       func(e *Enrollment) string { return e.RegistrationID },
 		settings: func(e *Enrollment) *Settings { return &e.Settings },
-		validate: (*Enrollment).Validate,
+		validate: func(e *Enrollment) error { return validated(e.Validate(), opts.InitialTwinLimits, e.InitialTwin) },
 		get:      store.Enrollment,
 		create:   store.CreateEnrollment,
 		update:   store.UpdateEnrollment,
@@ -55,7 +60,7 @@ func NewService(store Store, opts Options) *Service {
 		auditor:  opts.Auditor,
 		id:       func(g *Group) string { return g.ID },
 		settings: func(g *Group) *Settings { return &g.Settings },
-		validate: (*Group).Validate,
+		validate: func(g *Group) error { return validated(g.Validate(), opts.InitialTwinLimits, g.InitialTwin) },
 		get:      store.Group,
 		create:   store.CreateGroup,
 		update:   store.UpdateGroup,
@@ -66,6 +71,14 @@ func NewService(store Store, opts Options) *Service {
 		from:     "enrollmentGroups",
 	}
 	return s
+}
+
+// validated is err, else the initial twin's check when there is one of each.
+func validated(err error, limits func(*InitialTwin) error, twin *InitialTwin) error {
+	if err != nil || limits == nil || twin == nil {
+		return err
+	}
+	return limits(twin)
 }
 
 // Enrollment returns an individual enrollment with its keys. Callers that

@@ -28,3 +28,13 @@ func (h Hub) Assign(ctx context.Context, a dps.Assignment) error {
 	_, err := h.Service.Provision(ctx, spec)
 	return err
 }
+
+// InitialTwinLimits is dps.Options.InitialTwinLimits for the built-in hub:
+// the tags and desired properties a device's twin starts with are held to
+// the limits the hub applies to twin writes (keys, depth, sizes).
+func InitialTwinLimits(t *dps.InitialTwin) error {
+	if err := hub.ValidateCollection("initialTwin.tags", t.Tags, hub.MaxTagsBytes); err != nil {
+		return err
+	}
+	return hub.ValidateCollection("initialTwin.properties.desired", t.Desired, hub.MaxDesiredBytes)
+}
