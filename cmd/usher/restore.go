@@ -73,7 +73,7 @@ func runRestore(ctx context.Context, e *env, loc storeLocation, in string) error
 // kind, or a schema this build does not have.
 func restorable(m backup.Manifest, loc storeLocation) error {
 	if m.Store != loc.Kind {
-		return fmt.Errorf("this is a backup of a %s store; restoring it into %s is not supported (restore into --store %s)", m.Store, loc.Kind, m.Store)
+		return fmt.Errorf("this is a backup of a %s store; restoring it into a %s store is not supported: give --store %s", m.Store, loc.Kind, m.Store)
 	}
 	switch loc.Kind {
 	case storeSQLite:

@@ -53,7 +53,7 @@ func Check(ctx context.Context, path string) (FileReport, error) {
 	conn.SetMaxOpenConns(1)
 	rows, err := conn.QueryContext(ctx, `PRAGMA integrity_check`)
 	if err != nil {
-		return rep, fault.Wrap(fault.Invalid, err, "%s is not a readable SQLite database", path)
+		return rep, fault.Wrap(fault.Invalid, err, "integrity check of %s failed (not a readable SQLite database)", path)
 	}
 	var problems []string
 	for rows.Next() {
@@ -68,7 +68,7 @@ func Check(ctx context.Context, path string) (FileReport, error) {
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
-		return rep, fault.Wrap(fault.Invalid, err, "integrity check of %s", path)
+		return rep, fault.Wrap(fault.Invalid, err, "integrity check of %s failed", path)
 	}
 	rows.Close()
 	if len(problems) > 0 {
