@@ -173,3 +173,40 @@ func TestExportImportRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+// TestExportSealed: an export of a store with a secrets key holds the
+// sealed values only, and loads into a store that reads them with the
+// same key and not without it.
+func TestExportSealed(t *testing.T) {
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{7}, postgres.SecretsKeySize)
+	src, err := postgres.Open(ctx, pgtest.SchemaURL(t), postgres.Options{SecretsKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	const secret = "tls-ca-private-key-material"
+	if err := src.PutSetting(ctx, "tls_ca", secret); err != nil {
+		t.Fatal(err)
+	}
+	tables, _ := export(t, src)
+	if strings.Contains(tables["meta"].String(), secret) || !strings.Contains(tables["meta"].String(), "usher-sealed:v1:") {
+		t.Fatalf("exported meta holds the plaintext or no sealed value:\n%s", tables["meta"])
+	}
+	url := pgtest.SchemaURL(t)
+	withoutKey := mustOpen(t, url)
+	if _, err := importAll(withoutKey, tables); err != nil {
+		t.Fatalf("import without the key (rows load as they are): %v", err)
+	}
+	if _, err := withoutKey.Setting(ctx, "tls_ca"); err == nil {
+		t.Error("a sealed setting read without the key")
+	}
+	withKey, err := postgres.Open(ctx, url, postgres.Options{SecretsKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer withKey.Close()
+	if v, err := withKey.Setting(ctx, "tls_ca"); err != nil || v != secret {
+		t.Errorf("restored sealed setting = %q, %v; want %q", v, err, secret)
+	}
+}
