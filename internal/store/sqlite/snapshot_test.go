@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,9 +16,11 @@ import (
 	"github.com/usher-iot/usher/internal/store/sqlite"
 )
 
-// TestSnapshotWhileWriting takes a snapshot while writers commit settings
-// in order (n before n+1): the copy passes the integrity check and holds a
-// gap-free prefix of them, so it is the database as of one commit.
+// TestSnapshotWhileWriting takes a snapshot of a database of some size
+// while a writer commits settings in order (n before n+1): the writer goes
+// on committing while the snapshot is taken, and the copy passes the
+// integrity check and holds a gap-free prefix of the settings, so it is the
+// database as of one commit.
 func TestSnapshotWhileWriting(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -26,6 +29,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	fill(t, db, 20000)
 	var written atomic.Int64
 	stop, enough := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
@@ -54,9 +58,11 @@ func TestSnapshotWhileWriting(t *testing.T) {
 	}()
 	<-enough
 	snap := filepath.Join(dir, "snap.db")
+	before := written.Load()
 	if err := db.Snapshot(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
+	during := written.Load() - before
 	close(stop)
 	wg.Wait()
 
@@ -67,12 +73,17 @@ func TestSnapshotWhileWriting(t *testing.T) {
 	if diff := cmp.Diff(sqlite.Migrations(), rep.Migrations); diff != "" {
 		t.Errorf("migrations (-want +got):\n%s", diff)
 	}
+	t.Logf("%d settings committed while the snapshot was taken", during)
+	if during == 0 {
+		t.Error("no write committed while the snapshot was taken: it blocks writers")
+	}
 	var meta int64 = -1
 	for _, tc := range rep.Tables {
 		if tc.Name == "meta" {
 			meta = tc.Rows
 		}
 	}
+	meta -= 20000
 	if meta < 200 || meta > written.Load() {
 		t.Fatalf("snapshot holds %d settings; want between 200 and %d", meta, written.Load())
 	}
@@ -90,6 +101,27 @@ func TestSnapshotWhileWriting(t *testing.T) {
 	if err := db.Snapshot(ctx, snap); err == nil {
 		t.Error("Snapshot over an existing file succeeded")
 	}
+}
+
+// fill adds n policies of some size, many writers at once so they share
+// commits.
+func fill(t *testing.T, db *sqlite.DB, n int) {
+	t.Helper()
+	const writers = 32
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += writers {
+				if err := db.PutSetting(context.Background(), fmt.Sprintf("fill-%06d", i), strings.Repeat("x", 300)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestCheckRefuses(t *testing.T) {
