@@ -166,6 +166,9 @@ func stageSQLite(ctx context.Context, loc storeLocation, stage string, m *backup
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Chmod(snap, 0o600) // it holds keys
+	}
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
@@ -204,11 +207,21 @@ func copyTLS(src, dst string) ([]string, error) {
 		if !ent.Type().IsRegular() {
 			continue
 		}
+		info, err := ent.Info()
+		if err != nil {
+			return nil, err
+		}
 		b, err := os.ReadFile(filepath.Join(src, ent.Name()))
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(dst, ent.Name()), b, 0o600); err != nil {
+		// Certificates keep their 0644, keys their 0600 (Pack caps the mode
+		// at 0644).
+		staged := filepath.Join(dst, ent.Name())
+		if err := os.WriteFile(staged, b, 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(staged, info.Mode().Perm()); err != nil {
 			return nil, err
 		}
 		names = append(names, tlsDir+"/"+ent.Name())

@@ -152,6 +152,21 @@ func backupRestore(t *testing.T, src, dst string) {
 		t.Errorf("restore summary:\n%s", out)
 	}
 
+	if dst == "" {
+		for _, name := range []string{dbFile, "tls/ca.pem", "tls/ca-key.pem", "tls/server.pem", "tls/server-rsa-key.pem"} {
+			was, err := os.Stat(filepath.Join(s.DataDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			now, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatalf("restored data directory: %v", err)
+			}
+			if now.Mode().Perm() != was.Mode().Perm() {
+				t.Errorf("restored %s has mode %o, the original %o", name, now.Mode().Perm(), was.Mode().Perm())
+			}
+		}
+	}
 	s2 := startServerAt(t, dir, dst, "--hub-hostname", hubName)
 	if s2.Info.IDScope != s.Info.IDScope {
 		t.Errorf("restored ID scope %s, want %s", s2.Info.IDScope, s.Info.IDScope)

@@ -125,13 +125,13 @@ func restoreSQLite(ctx context.Context, dir string, r io.Reader) (tables []backu
 	tmp := filepath.Join(dir, dbFile+restoringSuffix)
 	if _, err := backup.Unpack(r, func(mem backup.Member, body io.Reader) error {
 		if mem.Name == dbFile {
-			return writeNew(tmp, body)
+			return writeNew(tmp, body, 0o600)
 		}
 		target, err := tlsTarget(dir, mem.Name)
 		if err != nil {
 			return err
 		}
-		return writeNew(target, body)
+		return writeNew(target, body, mem.Mode)
 	}); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
@@ -194,8 +194,12 @@ func tlsTarget(dir, name string) (string, error) {
 	return "", fmt.Errorf("restore: unexpected member %q in a SQLite backup", name)
 }
 
-// writeNew writes r to a new file (0600: keys), synced.
-func writeNew(p string, r io.Reader) error {
+// writeNew writes r to a new file, synced, with mode (0600 when zero; the
+// manifest never grants more than 0644).
+func writeNew(p string, r io.Reader, mode os.FileMode) error {
+	if mode == 0 {
+		mode = 0o600
+	}
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -203,6 +207,10 @@ func writeNew(p string, r io.Reader) error {
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		return fmt.Errorf("restore: %s: %w", p, err)
+	}
+	if err := f.Chmod(mode & 0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("restore: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()

@@ -62,7 +62,13 @@ type Member struct {
 	Name   string `json:"name"` // slash-separated, relative
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"` // lower-case hex
+	// Mode is the file's permission bits, at most 0644: restore never
+	// makes a file more open than that, and keys stay 0600.
+	Mode os.FileMode `json:"mode"`
 }
+
+// maxMode bounds the permissions a member carries.
+const maxMode os.FileMode = 0o644
 
 // Table is a table's row count.
 type Table struct {
@@ -111,7 +117,7 @@ func Pack(w io.Writer, m Manifest, dir string, names []string) error {
 	}
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
-	if err := writeMember(tw, ManifestName, int64(len(head)), m.CreatedAt, strings.NewReader(string(head))); err != nil {
+	if err := writeMember(tw, ManifestName, int64(len(head)), 0o600, m.CreatedAt, strings.NewReader(string(head))); err != nil {
 		return err
 	}
 	for _, mem := range m.Members {
@@ -131,12 +137,16 @@ func hashFile(p string) (Member, error) {
 		return Member{}, err
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Member{}, err
+	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
 		return Member{}, err
 	}
-	return Member{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return Member{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Mode: st.Mode().Perm() & maxMode}, nil
 }
 
 // copyFile writes the staged file as a member, checking it still has the
@@ -148,7 +158,7 @@ func copyFile(tw *tar.Writer, p string, mem Member, at time.Time) error {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if err := writeMember(tw, mem.Name, mem.Size, at, io.TeeReader(f, h)); err != nil {
+	if err := writeMember(tw, mem.Name, mem.Size, mem.Mode, at, io.TeeReader(f, h)); err != nil {
 		return err
 	}
 	if hex.EncodeToString(h.Sum(nil)) != mem.SHA256 {
@@ -157,8 +167,8 @@ func copyFile(tw *tar.Writer, p string, mem Member, at time.Time) error {
 	return nil
 }
 
-func writeMember(tw *tar.Writer, name string, size int64, at time.Time, r io.Reader) error {
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: at, Format: tar.FormatPAX}
+func writeMember(tw *tar.Writer, name string, size int64, mode os.FileMode, at time.Time, r io.Reader) error {
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: int64(mode), ModTime: at, Format: tar.FormatPAX}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
@@ -266,7 +276,7 @@ func readManifest(tr *tar.Reader) (Manifest, error) {
 	}
 	seen := make(map[string]bool, len(m.Members))
 	for _, mem := range m.Members {
-		if !ValidName(mem.Name) || seen[mem.Name] || mem.Size < 0 || len(mem.SHA256) != sha256.Size*2 {
+		if !ValidName(mem.Name) || seen[mem.Name] || mem.Size < 0 || len(mem.SHA256) != sha256.Size*2 || mem.Mode&^maxMode != 0 {
 			return m, refuse("the manifest lists a bad member %q", mem.Name)
 		}
 		seen[mem.Name] = true

@@ -123,7 +123,7 @@ func TestRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(files, got); diff != "" {
 		t.Errorf("members (-want +got):\n%s", diff)
 	}
-	if m.FormatVersion != FormatVersion || m.Store != StoreSQLite || len(m.Members) != 2 || m.Members[0].Name != "usher.db" || m.Tables[0].Rows != 3 {
+	if m.FormatVersion != FormatVersion || m.Store != StoreSQLite || len(m.Members) != 2 || m.Members[0].Name != "usher.db" || m.Members[0].Mode != 0o600 || m.Tables[0].Rows != 3 {
 		t.Errorf("manifest = %+v", m)
 	}
 	// A reader that reads nothing of a member still gets it checked.
@@ -162,6 +162,9 @@ func TestVerifyRefuses(t *testing.T) {
 		{"refused/member missing", retar(t, es[:2]), "member 2 of 2 (tls/ca.pem) is missing"},
 		{"refused/member out of order", retar(t, []entry{es[0], es[2], es[1]}), `member 1 is "tls/ca.pem"`},
 		{"refused/extra member", retar(t, append(append([]entry(nil), es...), entry{"evil", []byte("x")})), `member "evil" is not in the manifest`},
+		{"refused/member mode wider than 0644", retar(t, editManifest(t, es, func(m map[string]any) {
+			m["members"].([]any)[0].(map[string]any)["mode"] = 0o4755
+		})), `bad member "usher.db"`},
 		{"refused/path escapes", retar(t, editManifest(t, es, func(m map[string]any) {
 			m["members"].([]any)[0].(map[string]any)["name"] = "../usher.db"
 		})), `bad member "../usher.db"`},
