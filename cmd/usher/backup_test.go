@@ -193,6 +193,30 @@ func backupRestore(t *testing.T, src, dst string) {
 	if got := desired(t, s2, "keep-dev"); got != beforeTwin {
 		t.Errorf("twin after restore = %s, want %s", got, beforeTwin)
 	}
+	// Every registration the backup holds, taken while devices registered,
+	// has its hub device and twin (written before the record): the backup
+	// is the store as of one moment.
+	var regs []struct {
+		RegistrationID string `json:"registrationId"`
+		DeviceID       string `json:"deviceId"`
+		Status         string `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(s2.mustUsher(t, "enrollment-group", "registration", "list", "--group-id", "busy")), &regs); err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) == 0 {
+		t.Error("the backup holds none of the registrations made before it started")
+	}
+	for _, r := range regs {
+		if r.Status != "assigned" {
+			t.Errorf("restored registration %+v", r)
+			continue
+		}
+		if d := showDevice(t, s2, r.DeviceID); d.DeviceID != r.DeviceID || d.GenerationID == "" {
+			t.Errorf("restored registration %s: hub device %+v", r.RegistrationID, d)
+		}
+		desired(t, s2, r.DeviceID)
+	}
 	// A device of the group registered during the backup keeps its identity
 	// if the snapshot holds it, or is provisioned afresh if not.
 	s2.mustUsher(t, "device", "register", "--registration-id", "busy-00000", "--group-key", groupKey, "--data-dir", dir)
