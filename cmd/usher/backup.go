@@ -236,7 +236,10 @@ func stagePostgres(ctx context.Context, loc storeLocation, stage string, m *back
 		return nil, err
 	}
 	defer store.Close()
-	db := store.(*postgres.DB)
+	db, ok := store.(*postgres.DB)
+	if !ok {
+		return nil, fmt.Errorf("--store postgres opened a %T", store)
+	}
 	if err := os.Mkdir(filepath.Join(stage, "postgres"), 0o700); err != nil {
 		return nil, err
 	}

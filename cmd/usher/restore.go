@@ -227,7 +227,10 @@ func restorePostgres(ctx context.Context, e *env, loc storeLocation, r io.Reader
 		return nil, err
 	}
 	defer store.Close()
-	db := store.(*postgres.DB)
+	db, ok := store.(*postgres.DB)
+	if !ok {
+		return nil, fmt.Errorf("--store postgres opened a %T", store)
+	}
 	counts, err := db.Import(ctx, func(load postgres.Loader) error {
 		_, err := backup.Unpack(r, func(mem backup.Member, body io.Reader) error {
 			table, ok := strings.CutSuffix(strings.TrimPrefix(mem.Name, "postgres/"), ".copy")

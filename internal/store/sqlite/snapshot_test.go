@@ -29,7 +29,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	fill(t, db, 20000)
+	fill(t, db, 10000)
 	var written atomic.Int64
 	stop, enough := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
@@ -83,7 +83,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 			meta = tc.Rows
 		}
 	}
-	meta -= 20000
+	meta -= 10000
 	if meta < 200 || meta > written.Load() {
 		t.Fatalf("snapshot holds %d settings; want between 200 and %d", meta, written.Load())
 	}
