@@ -87,8 +87,8 @@ backup has (same migrations). Sealed rows are loaded as they are: start the
 server with the secrets key of the server that was backed up.
 
 A backup restores into the store kind it came from; SQLite to PostgreSQL
-(or back) is refused. Stop no server for this; start it on the restored
-data afterwards.`,
+(or back) is refused. Start the server on the restored data afterwards,
+with the same --hostname and --hub-hostname as before.`,
 		Example: `  usher restore --in usher-2026-11-26.tar.gz --data-dir /var/lib/usher
   usher restore --in usher.tar.gz --store postgres --postgres-url "postgres://usher@db/usher_new"`,
 		Args: cobra.NoArgs,
