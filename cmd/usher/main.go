@@ -49,6 +49,9 @@ type env struct {
 	// timeouts of `usher serve`; zero takes the defaults. Tests shorten
 	// them.
 	timeouts timeouts
+	// hangup, when set, stands in for SIGHUP to `usher serve` (tests send
+	// on it); nil subscribes to the process's SIGHUP while serving.
+	hangup <-chan os.Signal
 }
 
 // threeStateFlags are boolean flags that, as in the Azure CLI, take an

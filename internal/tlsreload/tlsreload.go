@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ type Options struct {
 	Interval time.Duration
 	// Logger gets a line per reload; nil discards.
 	Logger *slog.Logger
+	// Initial, when set, are served until the first reload instead of
+	// calling the loader in New (the caller has just loaded them).
+	Initial []tls.Certificate
 }
 
 // Reloader holds the certificates the listeners serve.
@@ -60,7 +64,13 @@ func New(load Loader, opts Options) (*Reloader, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	certs, err := r.loadChecked()
+	load = func() ([]tls.Certificate, error) {
+		if opts.Initial != nil {
+			return opts.Initial, nil
+		}
+		return r.load()
+	}
+	certs, err := checked(load)
 	if err != nil {
 		return nil, err
 	}
@@ -68,16 +78,17 @@ func New(load Loader, opts Options) (*Reloader, error) {
 	return r, nil
 }
 
-// loadChecked calls the loader and insists on at least one certificate
-// with a parsable leaf.
-func (r *Reloader) loadChecked() ([]tls.Certificate, error) {
-	certs, err := r.load()
+// checked calls load and insists on at least one certificate with a key
+// and a parsable leaf.
+func checked(load Loader) ([]tls.Certificate, error) {
+	certs, err := load()
 	if err != nil {
 		return nil, err
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("no certificate")
 	}
+	certs = slices.Clone(certs) // Leaf is filled in below
 	for i := range certs {
 		if len(certs[i].Certificate) == 0 || certs[i].PrivateKey == nil {
 			return nil, errors.New("a certificate without its chain or key")
@@ -99,7 +110,7 @@ func (r *Reloader) loadChecked() ([]tls.Certificate, error) {
 func (r *Reloader) Reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	certs, err := r.loadChecked()
+	certs, err := checked(r.load)
 	if err != nil {
 		r.log.Warn("reloading the TLS certificate failed; still serving the previous one", "err", err)
 		return err
