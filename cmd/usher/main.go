@@ -89,7 +89,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		Short:         "Usher: a self-hosted, Azure-compatible IoT device provisioning service with a built-in IoT Hub",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       currentVersion().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetArgs(joinBoolValues(args, threeStateFlags))
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -104,6 +106,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		hubCommand(e),
 		benchCommand(e),
 		auditCommand(e),
+		versionCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)
