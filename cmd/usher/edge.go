@@ -251,6 +251,9 @@ func (c *dpsCLI) edgeConfig(cmd *cobra.Command, f *edgeFlags, fn func(context.Co
 	if err != nil {
 		return err
 	}
+	if f.caOut != "" && srv.caFile == "" {
+		return errors.New("--ca-out: Usher's CA is not known here (the server uses --tls-cert, or this is a remote server); pass --ca-file")
+	}
 	var regID, key string
 	if err := c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
 		regID, key, err = fn(ctx, cl)
@@ -266,9 +269,6 @@ func (c *dpsCLI) edgeConfig(cmd *cobra.Command, f *edgeFlags, fn func(context.Co
 		conf.TrustBundleCert = fileURI(f.deviceCAPath)
 	}
 	if f.caOut != "" {
-		if srv.caFile == "" {
-			return errors.New("--ca-out: Usher's CA is not known here (the server uses --tls-cert, or this is a remote server); pass --ca-file")
-		}
 		pem, err := os.ReadFile(srv.caFile)
 		if err != nil {
 			return fmt.Errorf("CA file: %w", err)
