@@ -351,3 +351,42 @@ func TestServeUnprivileged(t *testing.T) {
 func filepathProc(pid int) string {
 	return filepath.Join("/proc", strconv.Itoa(pid), "status")
 }
+
+// TestLoadBalancerConfigs checks the example HAProxy and nginx configs with
+// the programs themselves when they are installed (Debian: haproxy,
+// nginx-light and libnginx-mod-stream); they are examples, so a machine
+// without them skips this test even in CI.
+func TestLoadBalancerConfigs(t *testing.T) {
+	t.Run("haproxy", func(t *testing.T) {
+		bin, err := exec.LookPath("haproxy")
+		if err != nil {
+			t.Skip("haproxy is not installed")
+		}
+		if out, err := exec.Command(bin, "-c", "-f", "haproxy.cfg").CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c: %v\n%s", err, out)
+		}
+	})
+	t.Run("nginx", func(t *testing.T) {
+		bin, err := exec.LookPath("nginx")
+		if err != nil {
+			t.Skip("nginx is not installed")
+		}
+		module := "/usr/lib/nginx/modules/ngx_stream_module.so"
+		if _, err := os.Stat(module); err != nil {
+			t.Skip("nginx's stream module is not installed")
+		}
+		abs, err := filepath.Abs("nginx-stream.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		conf := "load_module " + module + ";\nevents {}\npid " + filepath.Join(dir, "nginx.pid") + ";\nerror_log " + filepath.Join(dir, "error.log") + ";\ninclude " + abs + ";\n"
+		path := filepath.Join(dir, "nginx.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "-t", "-p", dir, "-c", path).CombinedOutput(); err != nil {
+			t.Errorf("nginx -t: %v\n%s", err, out)
+		}
+	})
+}
