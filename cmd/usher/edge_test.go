@@ -229,7 +229,7 @@ func TestEdgeConfig(t *testing.T) {
 		{"refused/http endpoint", []string{"enrollment", "edge-config", "--enrollment-id", "edge-1", "--global-endpoint", "http://dps.example.test/"}, "is not an https://host[:port]/ URL"},
 		{"refused/table output", []string{"enrollment", "edge-config", "--enrollment-id", "edge-1", "-o", "table"}, "prints toml or json"},
 		{"refused/no registration id", []string{"enrollment-group", "edge-config", "--group-id", "edge-fleet"}, `"registration-id" not set`},
-		{"refused/ca-out without a known CA", append([]string{"enrollment", "edge-config", "--enrollment-id", "edge-1", "--id-scope", "x", "--ca-out", filepath.Join(dir, "ca.pem"), "--login", s.Info.ServiceConnectionString, "--address", s.Info.HTTPSAddr}), "Usher's CA is not known here"},
+		{"refused/ca-out without a known CA", []string{"enrollment", "edge-config", "--enrollment-id", "edge-1", "--id-scope", "x", "--ca-out", filepath.Join(dir, "ca.pem"), "--login", s.Info.ServiceConnectionString, "--address", s.Info.HTTPSAddr}, "Usher's CA is not known here"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, stderr, err := s.usher(t, tc.args...)

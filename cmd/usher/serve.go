@@ -469,13 +469,20 @@ func loadTLS(ctx context.Context, db store, cfg Config, log *slog.Logger) (*tls.
 	return serverTLS(cfg, time.Now())
 }
 
+// generatedRefresh is how often generated TLS material is reloaded.
+const generatedRefresh = 24 * time.Hour
+
 // reloadableTLS makes conf serve its certificates through a reloader that
-// loads them again as loadTLS does: --tls-cert/--tls-key are watched, and
-// every kind (generated ones included) reloads on SIGHUP.
+// loads them again as loadTLS does: --tls-cert/--tls-key are watched,
+// generated material is refreshed daily, and every kind reloads on SIGHUP.
 func reloadableTLS(ctx context.Context, db store, cfg Config, conf *tls.Config, poll time.Duration, log *slog.Logger) (*tlsreload.Reloader, error) {
+	// Operator files are watched; generated material is reloaded daily,
+	// which re-issues a server certificate near expiry (pki.Ensure) or picks
+	// up one another node stored (sharedTLS).
 	var files []string
+	refresh := generatedRefresh
 	if cfg.TLSCert != "" {
-		files = []string{cfg.TLSCert, cfg.TLSKey}
+		files, refresh = []string{cfg.TLSCert, cfg.TLSKey}, 0
 	}
 	r, err := tlsreload.New(func() ([]tls.Certificate, error) {
 		c, _, err := loadTLS(ctx, db, cfg, log)
@@ -483,7 +490,7 @@ func reloadableTLS(ctx context.Context, db store, cfg Config, conf *tls.Config, 
 			return nil, err
 		}
 		return c.Certificates, nil
-	}, tlsreload.Options{Files: files, Interval: poll, Logger: log, Initial: conf.Certificates})
+	}, tlsreload.Options{Files: files, Interval: poll, Refresh: refresh, Logger: log, Initial: conf.Certificates})
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,10 @@ type Options struct {
 	Interval time.Duration
 	// Logger gets a line per reload; nil discards.
 	Logger *slog.Logger
+	// Refresh, when positive, reloads the certificates at this interval
+	// whatever the files do: for material the loader re-issues or reads
+	// from a shared store, which no file change announces.
+	Refresh time.Duration
 	// Initial, when set, are served until the first reload instead of
 	// calling the loader in New (the caller has just loaded them).
 	Initial []tls.Certificate
@@ -48,6 +52,7 @@ type Reloader struct {
 	load     Loader
 	files    []string
 	interval time.Duration
+	refresh  time.Duration
 	log      *slog.Logger
 
 	certs atomic.Pointer[[]tls.Certificate]
@@ -57,7 +62,7 @@ type Reloader struct {
 // New loads the certificates once; failing that, it returns the error (a
 // server cannot start without them).
 func New(load Loader, opts Options) (*Reloader, error) {
-	r := &Reloader{load: load, files: opts.Files, interval: opts.Interval, log: opts.Logger}
+	r := &Reloader{load: load, files: opts.Files, interval: opts.Interval, refresh: opts.Refresh, log: opts.Logger}
 	if r.interval <= 0 {
 		r.interval = DefaultInterval
 	}
@@ -115,9 +120,18 @@ func (r *Reloader) Reload() error {
 		r.log.Warn("reloading the TLS certificate failed; still serving the previous one", "err", err)
 		return err
 	}
-	r.certs.Store(&certs)
-	r.log.Info("TLS certificate reloaded", "subject", certs[0].Leaf.Subject.String(), "notAfter", certs[0].Leaf.NotAfter.UTC().Format(time.RFC3339))
+	old := r.certs.Swap(&certs)
+	level := slog.LevelInfo
+	if same(*old, certs) {
+		level = slog.LevelDebug
+	}
+	r.log.Log(context.Background(), level, "TLS certificate reloaded", "subject", certs[0].Leaf.Subject.String(), "notAfter", certs[0].Leaf.NotAfter.UTC().Format(time.RFC3339), "changed", level == slog.LevelInfo)
 	return nil
+}
+
+// same reports whether a and b hold the same leaf certificates.
+func same(a, b []tls.Certificate) bool {
+	return slices.EqualFunc(a, b, func(x, y tls.Certificate) bool { return x.Leaf.Equal(y.Leaf) })
 }
 
 // Certificates are the certificates served now.
@@ -148,22 +162,31 @@ func (r *Reloader) Apply(conf *tls.Config) {
 	conf.GetCertificate = r.GetCertificate
 }
 
-// Watch reloads the certificates whenever the files change, until ctx
-// ends. A change seen while a renewal is half written (a new certificate
-// with the old key) fails to load and is retried at the next change.
+// Watch reloads the certificates whenever the files change, and every
+// Refresh interval, until ctx ends. A change seen while a renewal is half
+// written (a new certificate with the old key) fails to load and is retried
+// at the next change.
 func (r *Reloader) Watch(ctx context.Context) {
-	if len(r.files) == 0 {
-		<-ctx.Done()
-		return
+	var poll, refresh <-chan time.Time
+	if len(r.files) > 0 {
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		poll = t.C
+	}
+	if r.refresh > 0 {
+		t := time.NewTicker(r.refresh)
+		defer t.Stop()
+		refresh = t.C
 	}
 	last := r.stamp()
-	t := time.NewTicker(r.interval)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-refresh:
+			_ = r.Reload() // logged
+			continue
+		case <-poll:
 		}
 		now := r.stamp()
 		if now == last {

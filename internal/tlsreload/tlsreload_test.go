@@ -335,3 +335,50 @@ func TestGetCertificatePicksWhatTheClientSupports(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestRefresh reloads on its own at the Refresh interval: material a loader
+// re-issues (or reads from a shared store) is picked up without a signal.
+func TestRefresh(t *testing.T) {
+	a := mustPair(t, pki.ECDSA, "a.usher.test")
+	b := mustPair(t, pki.ECDSA, "b.usher.test")
+	var mu sync.Mutex
+	current := a
+	load := func() ([]tls.Certificate, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		c, err := tls.X509KeyPair(current.cert.Cert, current.cert.Key)
+		return []tls.Certificate{c}, err
+	}
+	logs := &syncBuffer{}
+	r, err := New(load, Options{Refresh: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Watch(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addr := serve(t, r)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "changed=false") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no unchanged reload logged at debug level; logs:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(logs.String(), "level=INFO") {
+		t.Errorf("a reload that changed nothing was logged at info level:\n%s", logs)
+	}
+	mu.Lock()
+	current = b
+	mu.Unlock()
+	for served(t, addr, nil) != "b.usher.test" {
+		if time.Now().After(deadline) {
+			t.Fatalf("still serving a 5s after the loader changed; logs:\n%s", logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "level=INFO msg=\"TLS certificate reloaded\"") {
+		t.Errorf("the change was not logged at info level:\n%s", logs)
+	}
+}
