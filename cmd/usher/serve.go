@@ -57,6 +57,10 @@ traffic to each other, so any node serves any device by the same host name.
 With --secrets-key-file (or USHER_SECRETS_KEY) every record and setting is
 encrypted in the database; every node needs the same key.
 
+SIGHUP reloads the TLS certificate and key (--tls-cert/--tls-key, also
+reloaded when the files change, or the generated material) for new
+connections; a pair that fails to load is logged and the old one kept.
+
 Settings come from defaults, then --config FILE (TOML; keys are the flag
 names), then USHER_* environment variables, then flags.`,
 		Args: cobra.NoArgs,
