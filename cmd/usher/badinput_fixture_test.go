@@ -56,11 +56,19 @@ type badFixture struct {
 // runs the serve command itself, since run builds its own env.
 func startServerWith(t *testing.T, to timeouts, extra ...string) (*testServer, *lockedBuffer) {
 	t.Helper()
+	return startServerEnv(t, env{timeouts: to}, extra...)
+}
+
+// startServerEnv is startServer with the test hooks of e (timeouts,
+// hangup); its streams and environment are filled in here.
+func startServerEnv(t *testing.T, e env, extra ...string) (*testServer, *lockedBuffer) {
+	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &lockedBuffer{}
-	cmd := serveCommand(&env{getenv: noEnv, stdin: strings.NewReader(""), stdout: pw, stderr: stderr, timeouts: to})
+	e.getenv, e.stdin, e.stdout, e.stderr = noEnv, strings.NewReader(""), pw, stderr
+	cmd := serveCommand(&e)
 	cmd.SetArgs(append([]string{"--data-dir", dir, "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, extra...))
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	cmd.SetOut(io.Discard)

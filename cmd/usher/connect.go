@@ -89,9 +89,11 @@ var (
 	hubTarget = target{"hub", "USHER_HUB_CONNECTION_STRING", func(i Info) string { return i.HubConnectionString }, client.NewHub}
 )
 
-func (f *connFlags) dialTo(ctx context.Context, e *env, t target) (*client.Client, error) {
+// connection is the connection string the flags (or t's environment
+// variable) give, "" when the server's store is to be read instead.
+func (f *connFlags) connection(e *env, t target) (string, error) {
 	if f.login != "" && f.connectionString != "" && f.login != f.connectionString {
-		return nil, errors.New("give --login or --connection-string, not both")
+		return "", errors.New("give --login or --connection-string, not both")
 	}
 	cs := f.login
 	if cs == "" {
@@ -99,6 +101,14 @@ func (f *connFlags) dialTo(ctx context.Context, e *env, t target) (*client.Clien
 	}
 	if cs == "" && f.dataDir == "" {
 		cs = e.getenv(t.env)
+	}
+	return cs, nil
+}
+
+func (f *connFlags) dialTo(ctx context.Context, e *env, t target) (*client.Client, error) {
+	cs, err := f.connection(e, t)
+	if err != nil {
+		return nil, err
 	}
 	if cs != "" {
 		parsed, err := sas.ParseConnectionString(cs)

@@ -47,6 +47,7 @@ delete their devices' registration records, through the DPS service API, as
 		enrollmentUpdateCommand(c),
 		enrollmentDeleteCommand(c),
 		enrollmentRegistrationCommand(c),
+		enrollmentEdgeConfigCommand(c),
 	)
 	return cmd
 }

@@ -45,6 +45,7 @@ Azure.
 		groupDeleteCommand(c),
 		computeDeviceKeyCommand(c),
 		groupRegistrationCommand(c),
+		groupEdgeConfigCommand(c),
 	)
 	return cmd
 }

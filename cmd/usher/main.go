@@ -49,6 +49,9 @@ type env struct {
 	// timeouts of `usher serve`; zero takes the defaults. Tests shorten
 	// them.
 	timeouts timeouts
+	// hangup, when set, stands in for SIGHUP to `usher serve` (tests send
+	// on it); nil subscribes to the process's SIGHUP while serving.
+	hangup <-chan os.Signal
 }
 
 // threeStateFlags are boolean flags that, as in the Azure CLI, take an
@@ -86,7 +89,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		Short:         "Usher: a self-hosted, Azure-compatible IoT device provisioning service with a built-in IoT Hub",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       currentVersion().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetArgs(joinBoolValues(args, threeStateFlags))
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -103,6 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		auditCommand(e),
 		backupCommand(e),
 		restoreCommand(e),
+		versionCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)

@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,6 +37,7 @@ import (
 	"github.com/usher-iot/usher/internal/store/postgres"
 	"github.com/usher-iot/usher/internal/store/sqlite"
 	"github.com/usher-iot/usher/internal/throttle"
+	"github.com/usher-iot/usher/internal/tlsreload"
 )
 
 func serveCommand(e *env) *cobra.Command {
@@ -53,6 +56,10 @@ directory then holds only a copy of the CA certificate), and relay hub
 traffic to each other, so any node serves any device by the same host name.
 With --secrets-key-file (or USHER_SECRETS_KEY) every record and setting is
 encrypted in the database; every node needs the same key.
+
+SIGHUP reloads the TLS certificate and key (--tls-cert/--tls-key, also
+reloaded when the files change, or the generated material) for new
+connections; a pair that fails to load is logged and the old one kept.
 
 Settings come from defaults, then --config FILE (TOML; keys are the flag
 names), then USHER_* environment variables, then flags.`,
@@ -111,13 +118,11 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if err != nil {
 		return fmt.Errorf("first-start setup: %w", err)
 	}
-	var tlsConf *tls.Config
-	var caFile string
-	if cfg.Store == storePostgres {
-		tlsConf, caFile, err = sharedTLS(ctx, db, cfg, time.Now(), log)
-	} else {
-		tlsConf, caFile, err = serverTLS(cfg, time.Now())
+	tlsConf, caFile, err := loadTLS(ctx, db, cfg, log)
+	if err != nil {
+		return err
 	}
+	certs, err := reloadableTLS(ctx, db, cfg, tlsConf, e.timeouts.certPoll, log)
 	if err != nil {
 		return err
 	}
@@ -142,6 +147,13 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	if err != nil {
 		lns.close()
 		return err
+	}
+	s.certs, s.hangup = certs, e.hangup
+	if s.hangup == nil {
+		hangup := make(chan os.Signal, 1)
+		signal.Notify(hangup, syscall.SIGHUP)
+		defer signal.Stop(hangup)
+		s.hangup = hangup
 	}
 	if pg, ok := db.(*postgres.DB); ok {
 		relay := postgres.NewBusRelay(pg, s.bus, log)
@@ -220,6 +232,10 @@ type servers struct {
 	// nothing); its Throttled method is the rate limiter's hook.
 	metrics *metrics.Metrics
 	audit   *audit.Log
+	// certs serve the TLS certificate to both listeners and reload it on
+	// hangup (SIGHUP) and when --tls-cert/--tls-key change (tlsreload).
+	certs  *tlsreload.Reloader
+	hangup <-chan os.Signal
 }
 
 // timeouts bound how long a client may hold a connection without getting
@@ -230,6 +246,7 @@ type timeouts struct {
 	idle        time.Duration // HTTPS: between requests on a kept-alive connection; 2 min
 	body        time.Duration // HTTPS: reading a request body; 30 s
 	mqttConnect time.Duration // MQTT: TLS handshake and CONNECT; 30 s
+	certPoll    time.Duration // how often --tls-cert/--tls-key are looked at; 5 s
 }
 
 // newServers wires the domain services to the transports by hand.
@@ -330,6 +347,11 @@ func (s *servers) run(ctx context.Context, lns listeners, started func() error) 
 	go func() { defer wg.Done(); s.evaluateDeployments(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.audit.Run(ctx) }()
+	if s.certs != nil {
+		wg.Add(2)
+		go func() { defer wg.Done(); s.certs.Watch(ctx) }()
+		go func() { defer wg.Done(); reloadOnHangup(ctx, s.hangup, s.certs, s.log) }()
+	}
 	if lns.metrics != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); serveMetrics(ctx, lns.metrics, s.metrics, s.log) }()
@@ -440,6 +462,58 @@ func serverTLS(cfg Config, now time.Time) (*tls.Config, string, error) {
 		caFile = abs
 	}
 	return httpsTLS(certs), caFile, nil
+}
+
+// loadTLS is the node's TLS configuration and CA file: shared through the
+// store with PostgreSQL, else from the data directory or --tls-cert.
+func loadTLS(ctx context.Context, db store, cfg Config, log *slog.Logger) (*tls.Config, string, error) {
+	if cfg.Store == storePostgres {
+		return sharedTLS(ctx, db, cfg, time.Now(), log)
+	}
+	return serverTLS(cfg, time.Now())
+}
+
+// generatedRefresh is how often generated TLS material is reloaded.
+const generatedRefresh = 24 * time.Hour
+
+// reloadableTLS makes conf serve its certificates through a reloader that
+// loads them again as loadTLS does: --tls-cert/--tls-key are watched,
+// generated material is refreshed daily, and every kind reloads on SIGHUP.
+func reloadableTLS(ctx context.Context, db store, cfg Config, conf *tls.Config, poll time.Duration, log *slog.Logger) (*tlsreload.Reloader, error) {
+	// Operator files are watched; generated material is reloaded daily,
+	// which re-issues a server certificate near expiry (pki.Ensure) or picks
+	// up one another node stored (sharedTLS).
+	var files []string
+	refresh := generatedRefresh
+	if cfg.TLSCert != "" {
+		files, refresh = []string{cfg.TLSCert, cfg.TLSKey}, 0
+	}
+	r, err := tlsreload.New(func() ([]tls.Certificate, error) {
+		c, _, err := loadTLS(ctx, db, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		return c.Certificates, nil
+	}, tlsreload.Options{Files: files, Interval: poll, Refresh: refresh, Logger: log, Initial: conf.Certificates})
+	if err != nil {
+		return nil, err
+	}
+	r.Apply(conf)
+	return r, nil
+}
+
+// reloadOnHangup reloads the TLS certificates on every signal from hangup
+// until ctx ends; a failure is logged by the reloader and changes nothing.
+func reloadOnHangup(ctx context.Context, hangup <-chan os.Signal, certs *tlsreload.Reloader, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-hangup:
+			log.Info("reloading the TLS certificate", "signal", sig.String())
+			_ = certs.Reload()
+		}
+	}
 }
 
 // httpsTLS is pki.ServerConfig with HTTP/2 offered; the MQTT listener
