@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Usher's whole test suite, the command README.md names. It installs the npm
-# packages the interop tests drive, then checks formatting, vet and
+# Usher's whole test suite, the command README.md names. It installs the
+# Debian packages the tests use when missing (as root) and the npm packages
+# the interop tests drive, then checks formatting, vet and
 # staticcheck, runs every Go test with the race detector (store conformance,
 # the HTTPS API over TLS, the CLI against a real server, the Azure IoT Node SDK
 # interop tests on 127.0.0.2:443, which need root, and the web console in
-# headless Chromium), and gives every fuzz target a short run. Missing Debian
-# packages (Node.js, npm, Chromium) are installed when run as root. Set
-# FUZZTIME (default 5s) for longer fuzzing.
+# headless Chromium, the deploy/ files checked with systemd-analyze, haproxy
+# and nginx), and gives every fuzz target a short run. Set FUZZTIME (default
+# 5s) for longer fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null)/bin"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages: Node.js, npm and Chromium (Debian)"
+step "system packages: Node.js, npm, Chromium, systemd-analyze, HAProxy and nginx (Debian)"
 missing=()
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# deploy/: the systemd unit is checked with systemd-analyze verify, the
+# load balancer examples with haproxy -c and nginx -t.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v setpriv >/dev/null || missing+=(util-linux)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v nginx >/dev/null || missing+=(nginx-light)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
