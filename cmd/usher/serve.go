@@ -54,6 +54,10 @@ traffic to each other, so any node serves any device by the same host name.
 With --secrets-key-file (or USHER_SECRETS_KEY) every record and setting is
 encrypted in the database; every node needs the same key.
 
+With --seed FILE the server applies a YAML or JSON seed file of policies,
+enrollments, groups and hub configurations before it serves: records
+missing are created, records that differ updated, equal ones left alone.
+
 Settings come from defaults, then --config FILE (TOML; keys are the flag
 names), then USHER_* environment variables, then flags.`,
 		Args: cobra.NoArgs,
@@ -102,6 +106,10 @@ func openDataDir(ctx context.Context, dir string) (*sqlite.DB, error) {
 
 func serve(ctx context.Context, cfg Config, e *env) error {
 	log := newLogger(cfg, e.stderr)
+	seedFile, err := loadSeed(cfg.Seed) // checked whole before anything is opened or written
+	if err != nil {
+		return err
+	}
 	db, err := openStore(ctx, cfg, e.getenv)
 	if err != nil {
 		return err
@@ -140,6 +148,10 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 	}
 	s, err := newServers(cfg, db, idScope, endpoints, consoleSecret, tlsConf, e.timeouts, log)
 	if err != nil {
+		lns.close()
+		return err
+	}
+	if err := applySeed(ctx, seedFile, s, db, log); err != nil {
 		lns.close()
 		return err
 	}
