@@ -121,22 +121,23 @@ func suggest(fields []field, name string) string {
 }
 
 // oneEdit says whether a and b differ by one inserted, deleted or changed
-// byte.
+// byte, or two neighbours swapped.
 func oneEdit(a, b string) bool {
 	if len(a) < len(b) {
 		a, b = b, a
 	}
-	if len(a)-len(b) > 1 {
+	if len(a)-len(b) > 1 || a == b {
 		return false
 	}
 	i := 0
 	for i < len(b) && a[i] == b[i] {
 		i++
 	}
-	if len(a) == len(b) {
-		return a[i+1:] == b[i+1:]
+	if len(a) != len(b) {
+		return a[i+1:] == b[i:]
 	}
-	return a[i+1:] == b[i:]
+	swapped := i+1 < len(a) && a[i] == b[i+1] && a[i+1] == b[i] && a[i+2:] == b[i+2:]
+	return swapped || a[i+1:] == b[i+1:]
 }
 
 // list walks a sequence, calling each for every item.
