@@ -12,18 +12,23 @@ import (
 )
 
 // Limits on what a seed file may make the decoder do. Aliases can make a
-// small file describe a huge document ("billion laughs"); the budget
-// bounds the nodes visited however the document is built.
+// small file describe a huge document ("billion laughs"); the node budget
+// bounds the nodes visited however the document is built. Without aliases
+// a node takes at least two bytes, so the budget of nodeBudget(len) never
+// refuses a file that does not use them to multiply its size.
 const (
 	MaxFileBytes = 16 << 20
-	maxNodes     = 1 << 20
 	maxDepth     = 64
 )
+
+// nodeBudget is how many nodes a file of n bytes may expand to.
+func nodeBudget(n int) int { return 2*n + 100_000 }
 
 // decoder walks a parsed YAML document against the seed schema, collecting
 // every problem with its position instead of stopping at the first.
 type decoder struct {
 	errs    []*Error
+	budget  int // nodes left to visit
 	visited int
 	halted  bool // the node budget ran out; one error says so
 }
@@ -46,9 +51,9 @@ func (d *decoder) visit(n *yaml.Node) *yaml.Node {
 	if d.halted || n == nil {
 		return nil
 	}
-	if d.visited++; d.visited > maxNodes {
+	if d.visited++; d.visited > d.budget {
 		d.halted = true
-		d.fail(n, "the document expands to more than %d nodes (through aliases?)", maxNodes)
+		d.fail(n, "the document expands to more than %d nodes; do aliases repeat large parts of it?", d.budget)
 		return nil
 	}
 	return n
@@ -329,27 +334,30 @@ func (d *decoder) scalar(n *yaml.Node, what string) any {
 		if n.Decode(&b) == nil {
 			return b
 		}
-	case "!!int":
+	case "!!int", "!!float":
+		// A number written as JSON writes it is kept verbatim, as the API
+		// keeps it; other YAML spellings (0x10, 0o17, +1, .5) are converted.
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && jsonNumber(n.Value) && !math.IsInf(f, 0) {
+			return json.Number(n.Value)
+		}
 		var i int64
-		if n.Decode(&i) == nil {
+		if n.Tag == "!!int" && n.Decode(&i) == nil {
 			return json.Number(strconv.FormatInt(i, 10))
 		}
-		var u uint64
-		if n.Decode(&u) == nil {
-			return json.Number(strconv.FormatUint(u, 10))
-		}
-		d.fail(n, "%s is a whole number too large for JSON", what)
-		return nil
-	case "!!float":
 		var f float64
 		if n.Decode(&f) == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
 		}
-		d.fail(n, "%s is %q, which is no JSON number", what, n.Value)
+		d.fail(n, "%s is %q, which is no JSON number (or none a JSON reader can hold)", what, clip(n.Value))
 		return nil
 	}
 	d.fail(n, "%s holds %s, which JSON has no value for", what, describe(n))
 	return nil
+}
+
+// jsonNumber says whether s is spelt as a JSON number.
+func jsonNumber(s string) bool {
+	return s != "" && (s[0] == '-' || s[0] >= '0' && s[0] <= '9') && json.Valid([]byte(s))
 }
 
 func isNull(n *yaml.Node) bool {

@@ -84,7 +84,7 @@ func Parse(name string, data []byte) (*File, error) {
 		}
 		return nil, &Error{File: name, Line: line, Msg: "the file holds more than one YAML document; put everything in one"}
 	}
-	p := &parser{file: &File{Name: name}, ids: map[string]int{}}
+	p := &parser{decoder: decoder{budget: nodeBudget(len(data))}, file: &File{Name: name}, ids: map[string]int{}}
 	p.top(&root)
 	if len(p.errs) > 0 {
 		sortErrors(p.errs)

@@ -69,7 +69,7 @@ dps:
   enrollments:
     - registrationId: dev-1
       initialTwin:
-        tags: {n: 7, f: 1.5, big: 12345678901234567890, b: yes-is-a-string, t: true, z: null, l: [1, "a"], hex: 0x10}
+        tags: {n: 7, f: 1.5, big: 12345678901234567890, huge: -123456789012345678901234567890, b: yes-is-a-string, t: true, z: null, l: [1, "a"], hex: 0x10}
       reprovisionPolicy: {updateHubAssignment: false}
       provisioningStatus: Disabled
 `)
@@ -78,7 +78,7 @@ dps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"b":"yes-is-a-string","big":12345678901234567890,"f":1.5,"hex":16,"l":[1,"a"],"n":7,"t":true,"z":null}`
+	want := `{"b":"yes-is-a-string","big":12345678901234567890,"f":1.5,"hex":16,"huge":-123456789012345678901234567890,"l":[1,"a"],"n":7,"t":true,"z":null}`
 	if string(got) != want {
 		t.Errorf("tags = %s, want %s", got, want)
 	}
