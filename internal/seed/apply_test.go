@@ -215,3 +215,32 @@ func TestApplyConfigurationLimit(t *testing.T) {
 		t.Errorf("group: %v, want NotFound (nothing written)", err)
 	}
 }
+
+// TestApplyOwnerPolicy: a file may fix the keys of the owner policy that
+// first start created, so a pipeline knows its connection string.
+func TestApplyOwnerPolicy(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	owner, err := access.NewPolicy(access.DPS, access.DPSOwner, access.AllRights(access.DPS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.db.CreatePolicy(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	const key = "uS9GCGoziXQ6t8mSI4aLYaQ/fCplpn9ayZh6CNSTo7w="
+	text := "version: 1\ndps:\n  policies:\n    - keyName: " + access.DPSOwner + "\n      rights: [ServiceConfig, EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite]\n      primaryKey: " + key + "\n"
+	for i, want := range []seed.Action{seed.Updated, seed.Unchanged} {
+		got := w.apply(t, mustParse(t, text))
+		if len(got) != 1 || got[0].Action != want {
+			t.Errorf("apply %d: %+v, want %s", i+1, got, want)
+		}
+	}
+	p, err := w.db.Policy(ctx, access.DPS, access.DPSOwner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PrimaryKey != key || p.SecondaryKey != owner.SecondaryKey || p.Rights != owner.Rights {
+		t.Errorf("owner policy = %+v, want the file's primary key, the generated secondary key and all rights", p)
+	}
+}
