@@ -102,11 +102,16 @@ func seededState(t *testing.T, s *testServer, device string) map[string]string {
 // returns its error output.
 func serveFails(t *testing.T, dir string, args ...string) string {
 	t.Helper()
+	return serveFailsWith(t, noEnv, dir, args...)
+}
+
+func serveFailsWith(t *testing.T, getenv func(string) string, dir string, args ...string) string {
+	t.Helper()
 	var out, errOut strings.Builder
 	args = append([]string{"serve", "--data-dir", dir, "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := run(ctx, args, noEnv, strings.NewReader(""), &out, &errOut); err == nil {
+	if err := run(ctx, args, getenv, strings.NewReader(""), &out, &errOut); err == nil {
 		t.Fatalf("usher serve %s succeeded; want it to fail", strings.Join(args, " "))
 	}
 	if out.Len() != 0 {
@@ -249,6 +254,33 @@ func TestSeedServeOnPostgres(t *testing.T) {
 			t.Errorf("state after a second start (-first +second):\n%s", diff)
 		}
 	})
+}
+
+// TestSeedSetting: the seed file can come from the environment or the
+// config file like every other setting of serve.
+func TestSeedSetting(t *testing.T) {
+	dir := t.TempDir()
+	bad := writeSeed(t, dir, "version: 1 ", "versoin: 1 ")
+	const want = `line 18, column 1: unknown field "versoin" in the seed file (did you mean "version"?)`
+	env := func(k string) string {
+		if k == "USHER_SEED" {
+			return bad
+		}
+		return ""
+	}
+	if errOut := serveFailsWith(t, env, filepath.Join(dir, "data")); !strings.Contains(errOut, want) {
+		t.Errorf("USHER_SEED: stderr %q, want %q", errOut, want)
+	}
+	conf := filepath.Join(dir, "usher.toml")
+	if err := os.WriteFile(conf, []byte("seed = '"+bad+"'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if errOut := serveFails(t, filepath.Join(dir, "data"), "--config", conf); !strings.Contains(errOut, want) {
+		t.Errorf("seed in the config file: stderr %q, want %q", errOut, want)
+	}
+	if errOut := serveFails(t, filepath.Join(dir, "data"), "--seed", filepath.Join(dir, "absent.yaml")); !strings.Contains(errOut, "seed file: open") {
+		t.Errorf("missing seed file: stderr %q", errOut)
+	}
 }
 
 func TestSeedCheck(t *testing.T) {
