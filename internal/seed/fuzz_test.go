@@ -30,6 +30,7 @@ func FuzzParse(f *testing.F) {
 		"version: 1\nhub:\n  configurations:\n    - {id: c, targetCondition: \"tags.a='b'\", content: {deviceContent: {properties.desired.x: 1}}}\n",
 		"version: 1\na: &a [x, x]\nb: [*a, *a]\n",
 		`{"version": 1, "dps": {"enrollmentGroups": [{"enrollmentGroupId": "g", "capabilities": {"iotEdge": true}}]}}`,
+		`{"version": 1, "dps": {"enrollments": [{"registrationId": "a", "initialTwin": {"tags": {"s": "x\/y \ud83d\ude00 \ud800"}}}]}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -69,7 +69,7 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, &Error{File: name, Msg: fmt.Sprintf("the file has %d bytes; the limit is %d", len(data), MaxFileBytes)}
 	}
 	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec := yaml.NewDecoder(bytes.NewReader(jsonAsYAML(data)))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{File: name, Msg: "the file is empty; it needs at least \"version: 1\""}

@@ -337,3 +337,13 @@ func TestParseAliasBomb(t *testing.T) {
 		t.Fatalf("Parse of an alias bomb: %v; want it refused for its size", err)
 	}
 }
+
+// TestParseJSONEscapes: escapes valid in JSON but not in YAML read as
+// encoding/json reads them.
+func TestParseJSONEscapes(t *testing.T) {
+	f := mustParse(t, `{"version": 1, "dps": {"enrollments": [{"registrationId": "a",
+  "initialTwin": {"tags": {"s": "x\/y \ud83d\ude00 \ud800 \u00e9 \n"}}}]}}`)
+	if got, want := f.Enrollments[0].InitialTwin.Tags["s"], "x/y \U0001F600 \uFFFD é \n"; got != want {
+		t.Errorf("tag = %q, want %q", got, want)
+	}
+}
