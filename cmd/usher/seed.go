@@ -96,7 +96,11 @@ func applySeed(ctx context.Context, f *seed.File, s *servers, db store, log *slo
 		if c.Action == seed.Unchanged {
 			continue
 		}
-		log.Info("seed file: "+string(c.Action), "kind", c.Kind, "id", c.ID)
+		level := slog.LevelDebug // the summary below says how many
+		if c.Action == seed.Replaced {
+			level = slog.LevelInfo // devices lose the deployment until it applies again
+		}
+		log.Log(ctx, level, "seed file: "+string(c.Action), "kind", c.Kind, "id", c.ID)
 		if c.Kind == seed.KindDPSPolicy || c.Kind == seed.KindHubPolicy {
 			scope := access.DPS
 			if c.Kind == seed.KindHubPolicy {
