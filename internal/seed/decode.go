@@ -42,12 +42,18 @@ func (d *decoder) fail(n *yaml.Node, format string, args ...any) {
 	d.errs = append(d.errs, e)
 }
 
-// visit resolves aliases and counts n against the node budget; it returns
-// nil when the budget is spent.
-func (d *decoder) visit(n *yaml.Node) *yaml.Node {
+// resolve follows aliases to the node they name, without counting it.
+func resolve(n *yaml.Node) *yaml.Node {
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	return n
+}
+
+// visit resolves aliases and counts n against the node budget; it returns
+// nil when the budget is spent.
+func (d *decoder) visit(n *yaml.Node) *yaml.Node {
+	n = resolve(n)
 	if d.halted || n == nil {
 		return nil
 	}

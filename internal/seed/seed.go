@@ -126,7 +126,7 @@ func (p *parser) top(root *yaml.Node) {
 		p.fail(d, "the file is empty; it needs at least \"version: 1\"")
 		return
 	}
-	version, versionSet := 0, false
+	version, versionSet := -1, false // -1: not read (null, or refused with its own message)
 	var versionNode *yaml.Node
 	ok := p.object(doc, "the seed file", []field{
 		{name: "version", handle: func(n *yaml.Node) { versionNode, versionSet = n, true; p.integer(&version, "version")(n) }},
@@ -137,7 +137,11 @@ func (p *parser) top(root *yaml.Node) {
 	case !ok:
 	case !versionSet:
 		p.fail(doc, "the file has no version; start it with \"version: %d\"", Version)
-	case version != Version && len(p.errs) == 0:
+	case version == -1:
+		if v := resolve(versionNode); isNull(v) {
+			p.fail(v, "version is empty; write \"version: %d\"", Version)
+		}
+	case version != Version:
 		p.fail(versionNode, "version %d is not supported; this Usher reads version %d", version, Version)
 	}
 }
