@@ -151,10 +151,6 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		lns.close()
 		return err
 	}
-	if err := applySeed(ctx, seedFile, s, db, log); err != nil {
-		lns.close()
-		return err
-	}
 	if pg, ok := db.(*postgres.DB); ok {
 		relay := postgres.NewBusRelay(pg, s.bus, log)
 		if err := relay.Start(ctx); err != nil {
@@ -163,6 +159,12 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		}
 		defer relay.Close()
 		s.bus.SetRelay(relay)
+	}
+	// After the relay starts, so that twin changes of a seeded deployment
+	// reach devices connected to other nodes.
+	if err := applySeed(ctx, seedFile, s, db, log); err != nil {
+		lns.close()
+		return err
 	}
 	return s.run(ctx, lns, func() error {
 		if err := printBanner(ctx, e.stdout, db, idScope, endpoints, lns.metricsAddr()); err != nil {
