@@ -26,6 +26,7 @@ func TestImportGraph(t *testing.T) {
 		{"internal/fault", []string{mod}},
 		{"internal/throttle", append(transportOrStore, mod+"internal/dps", mod+"internal/hub")},
 		{"internal/audit", transportOrStore},
+		{"internal/seed", transportOrStore},
 		// Transports record metrics through interfaces of their own.
 		{"internal/httpapi", []string{"github.com/prometheus"}},
 		{"internal/mqttapi", []string{"github.com/prometheus"}},

@@ -43,6 +43,8 @@ type Config struct {
 	MetricsAddr     string `toml:"metrics-addr"`
 	AuditMaxAge     string `toml:"audit-max-age"`
 	AuditMaxEntries string `toml:"audit-max-entries"`
+	// Seed is a seed file applied at every start (docs/seed.md).
+	Seed string `toml:"seed"`
 }
 
 // DefaultConfig is the embedded default: everything in ./usher-data, HTTPS
@@ -101,6 +103,7 @@ var settings = []setting{
 	{"metrics-addr", "address for Prometheus metrics over plain HTTP at /metrics, e.g. 127.0.0.1:9464; empty (the default) serves none", false, func(c *Config) any { return &c.MetricsAddr }},
 	{"audit-max-age", "how long audit log entries are kept: a duration such as 720h, or days such as 90d (empty: 90d)", false, func(c *Config) any { return &c.AuditMaxAge }},
 	{"audit-max-entries", "how many audit log entries are kept at most, the oldest pruned first (empty: 1000000)", false, func(c *Config) any { return &c.AuditMaxEntries }},
+	{"seed", "YAML or JSON seed file of policies, enrollments, groups and hub configurations, applied idempotently at every start before serving (docs/seed.md; check one with `usher seed check`)", false, func(c *Config) any { return &c.Seed }},
 }
 
 // auditRetention reads the validated audit retention settings; zero values

@@ -109,6 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		backupCommand(e),
 		restoreCommand(e),
 		versionCommand(e),
+		seedCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)

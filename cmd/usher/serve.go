@@ -61,6 +61,10 @@ SIGHUP reloads the TLS certificate and key (--tls-cert/--tls-key, also
 reloaded when the files change, or the generated material) for new
 connections; a pair that fails to load is logged and the old one kept.
 
+With --seed FILE the server applies a YAML or JSON seed file of policies,
+enrollments, groups and hub configurations before it serves: records
+missing are created, records that differ updated, equal ones left alone.
+
 Settings come from defaults, then --config FILE (TOML; keys are the flag
 names), then USHER_* environment variables, then flags.`,
 		Args: cobra.NoArgs,
@@ -109,6 +113,10 @@ func openDataDir(ctx context.Context, dir string) (*sqlite.DB, error) {
 
 func serve(ctx context.Context, cfg Config, e *env) error {
 	log := newLogger(cfg, e.stderr)
+	seedFile, err := loadSeed(cfg.Seed) // checked whole before anything is opened or written
+	if err != nil {
+		return err
+	}
 	db, err := openStore(ctx, cfg, e.getenv)
 	if err != nil {
 		return err
@@ -163,6 +171,12 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		}
 		defer relay.Close()
 		s.bus.SetRelay(relay)
+	}
+	// After the relay starts, so that twin changes of a seeded deployment
+	// reach devices connected to other nodes.
+	if err := applySeed(ctx, seedFile, s, db, log); err != nil {
+		lns.close()
+		return err
 	}
 	return s.run(ctx, lns, func() error {
 		if err := printBanner(ctx, e.stdout, db, idScope, endpoints, lns.metricsAddr()); err != nil {
@@ -222,12 +236,14 @@ type servers struct {
 	tls       *tls.Config
 	mqtt      *mqttapi.Server
 	registrar *dps.Registrar
-	hub       *hub.Service
-	bus       *hub.Bus
-	settings  instance.Store
-	exclusive exclusiveRunner
-	ready     *atomic.Bool
-	maxConns  int // per listener; 0 for no limit
+	// enrollments are the enrollment use cases the API and console serve.
+	enrollments *dps.Service
+	hub         *hub.Service
+	bus         *hub.Bus
+	settings    instance.Store
+	exclusive   exclusiveRunner
+	ready       *atomic.Bool
+	maxConns    int // per listener; 0 for no limit
 	// metrics is nil without --metrics-addr (a nil *Metrics records
 	// nothing); its Throttled method is the rate limiter's hook.
 	metrics *metrics.Metrics
@@ -303,7 +319,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 		console = httpapi.Instrument(m, "console", web)
 	}
 	return &servers{
-		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, hub: hubSvc, ready: ready,
+		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, enrollments: enrollments, hub: hubSvc, ready: ready,
 		bus: bus, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns, metrics: m, audit: auditLog,
 		https: &http.Server{
 			Handler:           httpapi.WithBodyTimeout(withConsole(console, api), cmp.Or(to.body, 30*time.Second)),

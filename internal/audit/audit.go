@@ -75,7 +75,8 @@ type Entry struct {
 	// Actor is the shared access policy that authorised a change, "" for
 	// devices.
 	Actor string `json:",omitempty"`
-	// Transport is how the request came: https, mqtt, console or cli.
+	// Transport is how the request came: https, mqtt, console, cli or
+	// seed (a seed file applied at start).
 	Transport string `json:",omitempty"`
 	// Address is the peer's IP address, "" when local.
 	Address string `json:",omitempty"`

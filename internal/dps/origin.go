@@ -8,7 +8,7 @@ import "context"
 // use cases read it only to describe what happened, for the audit log and
 // log lines, never to decide anything.
 type Origin struct {
-	Transport  string // "https", "mqtt", "console", "cli"
+	Transport  string // "https", "mqtt", "console", "cli", "seed"
 	Address    string // the peer's IP address, "" when local
 	Actor      string // the shared access policy that authorised the call; "" for devices
 	TrackingID string // the ID an error answer names as its trackingId

@@ -165,6 +165,16 @@ func ValidateConfigurationID(id string) error {
 	return nil
 }
 
+// Validate checks a configuration as PutConfiguration does before it
+// stores one: its ID, content, priority, target condition and metric
+// queries. Errors: fault.Invalid, with the reasons PutConfiguration gives.
+func (c *Configuration) Validate() error {
+	if err := ValidateConfigurationID(c.ID); err != nil {
+		return err
+	}
+	return c.validate()
+}
+
 // validate checks everything but the ID and the content's immutability.
 func (c *Configuration) validate() error {
 	if err := validateContent(c.Content); err != nil {
