@@ -47,6 +47,8 @@ delete their devices' registration records, through the DPS service API, as
 		enrollmentUpdateCommand(c),
 		enrollmentDeleteCommand(c),
 		enrollmentRegistrationCommand(c),
+		enrollmentExportCommand(c),
+		enrollmentImportCommand(c),
 	)
 	return cmd
 }

@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		hubCommand(e),
 		benchCommand(e),
 		auditCommand(e),
+		migrateCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)
