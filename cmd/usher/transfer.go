@@ -65,6 +65,7 @@ Format and rules: docs/migration.md.
 				q.Kinds = []transfer.Kind{transfer.KindGroup}
 			}
 			return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+				defer cl.CloseIdleConnections()
 				w := c.e.stdout
 				var f *os.File
 				if out != "" && out != "-" {
@@ -151,6 +152,7 @@ Details: docs/migration.md.
 				r = f
 			}
 			return c.withClient(cmd, func(ctx context.Context, cl *client.Client) error {
+				defer cl.CloseIdleConnections()
 				opts.Parallel = parallel
 				opts.Retry = newRetry(c.e)
 				opts.Progress = newProgress(c.e, "lines")
@@ -245,6 +247,12 @@ func runMigrate(ctx context.Context, e *env, f *migrateFlags) error {
 		}
 		return cl, parsed.HostName, nil
 	}
+	var clients []*client.Client
+	defer func() {
+		for _, cl := range clients {
+			cl.CloseIdleConnections()
+		}
+	}()
 	from, fromHost, err := dial("from", f.from, f.fromAddress, f.fromCA)
 	if err != nil {
 		return err
@@ -253,6 +261,7 @@ func runMigrate(ctx context.Context, e *env, f *migrateFlags) error {
 	if err != nil {
 		return err
 	}
+	clients = append(clients, from, to)
 	state := f.state
 	if state == "" {
 		state = defaultStatePath(fromHost, toHost)

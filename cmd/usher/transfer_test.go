@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
 	"fmt"
 	"strings"
 	"sync"
@@ -32,6 +35,7 @@ func (s *testServer) serviceClient(t testing.TB) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(cl.CloseIdleConnections)
 	return cl
 }
 
@@ -252,3 +256,239 @@ func TestTransferRoundTrip10000(t *testing.T) {
 		})
 	}
 }
+
+// line renders a record as an import line.
+func line(t testing.TB, r transfer.Record) string {
+	t.Helper()
+	b, err := r.MarshalLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func enrollmentLine(t testing.TB, id, site string, key string) string {
+	t.Helper()
+	e := wire.IndividualEnrollment{RegistrationID: id}
+	e.Attestation = &wire.AttestationMechanism{Type: "symmetricKey"}
+	if key != "" {
+		e.Attestation.SymmetricKey = &wire.SymmetricKeyAttestation{PrimaryKey: &key, SecondaryKey: &key}
+	}
+	e.InitialTwin = &wire.InitialTwin{Tags: map[string]any{"site": site}}
+	return line(t, transfer.EnrollmentRecord(e))
+}
+
+// exists reports whether the target holds an enrollment.
+func exists(t testing.TB, cl *client.Client, id string) bool {
+	t.Helper()
+	_, err := cl.Enrollment(context.Background(), id)
+	var apiErr *client.APIError
+	if errorsAs(err, &apiErr) && apiErr.Status == 404 {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+func primaryKey(t testing.TB, cl *client.Client, id string) string {
+	t.Helper()
+	a, err := cl.EnrollmentAttestation(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *a.SymmetricKey.PrimaryKey
+}
+
+func TestImportOutcomes(t *testing.T) {
+	keyA, keyB := testKey("a"), testKey("b")
+	x509Line := `{"version":1,"kind":"enrollment","enrollment":{"registrationId":"cert-1","attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":"MIIB"}}}}}}` + "\n"
+	var many strings.Builder
+	for i := 0; i < 250; i++ {
+		many.WriteString(enrollmentLine(t, fmt.Sprintf("bulk-%03d", i), "x", ""))
+	}
+	type failure struct {
+		line   int
+		reason string
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		input      string
+		want       counts
+		failures   []failure
+		rolledBack int // records the rollback put back
+		wantErr    string
+		present    []string // enrollments the target holds afterwards
+		absent     []string
+		preKey     string // pre-1's primary key afterwards
+		preSite    string // pre-1's site tag afterwards
+	}{
+		{
+			name: "ok/created, updated, unchanged; keys kept or generated",
+			input: enrollmentLine(t, "new-1", "a", "") + // created, generated keys
+				enrollmentLine(t, "pre-1", "b", "") + // updated, keys kept
+				enrollmentLine(t, "pre-2", "a", keyA), // unchanged
+			want:    counts{created: 1, updated: 1, unchanged: 1},
+			present: []string{"new-1"}, preKey: keyA, preSite: "b",
+		},
+		{
+			name: "failed/bad lines reported with numbers, the rest imported",
+			input: enrollmentLine(t, "new-1", "a", "") +
+				"{not json\n" +
+				`{"version":1,"kind":"device","device":{}}` + "\n" +
+				enrollmentLine(t, "bad id!", "a", "") +
+				"\n" +
+				enrollmentLine(t, "new-2", "a", "") +
+				`{"version":2,"kind":"enrollment","enrollment":{"registrationId":"v2"}}` + "\n" +
+				`{"kind":"enrollment","enrollment":{"registrationId":"no-attestation"}}` + "\n",
+			want: counts{created: 2, failed: 5},
+			failures: []failure{
+				{2, "not a JSON object"}, {3, `unknown kind "device"`}, {4, `registrationId "bad id!" contains " "`},
+				{7, "format version 2 is not supported"}, {8, "has no attestation type"},
+			},
+			wantErr: "5 of 7 records failed",
+			present: []string{"new-1", "new-2"}, preKey: keyA, preSite: "a",
+		},
+		{
+			name:     "failed/the server's refusal is reported, the rest imported",
+			input:    enrollmentLine(t, "new-1", "a", "") + x509Line,
+			want:     counts{created: 1, failed: 1},
+			failures: []failure{{2, `attestation type "x509" is not supported`}},
+			wantErr:  "1 of 2 records failed",
+			present:  []string{"new-1"}, absent: []string{"cert-1"}, preKey: keyA, preSite: "a",
+		},
+		{
+			name:  "atomic/a bad line writes nothing",
+			args:  []string{"--atomic"},
+			input: enrollmentLine(t, "new-1", "a", "") + enrollmentLine(t, "pre-1", "b", keyB) + "{not json\n",
+			want:  counts{failed: 1}, failures: []failure{{3, "not a JSON object"}},
+			wantErr: "nothing was written",
+			absent:  []string{"new-1"}, preKey: keyA, preSite: "a",
+		},
+		{
+			name:  "atomic/a refusal rolls back creates and updates",
+			args:  []string{"--atomic"},
+			input: enrollmentLine(t, "pre-1", "b", keyB) + many.String() + x509Line,
+			want:  counts{created: 250, updated: 1, failed: 1}, failures: []failure{{252, `attestation type "x509" is not supported`}},
+			rolledBack: 251,
+			wantErr:    "rolled back",
+			absent:     []string{"bulk-000", "bulk-249", "cert-1"}, preKey: keyA, preSite: "a",
+		},
+		{
+			name:  "dry-run/reports and writes nothing",
+			args:  []string{"--dry-run"},
+			input: enrollmentLine(t, "new-1", "a", "") + enrollmentLine(t, "pre-1", "b", keyB) + enrollmentLine(t, "pre-2", "a", keyA),
+			want:  counts{created: 1, updated: 1, unchanged: 1},
+			absent: []string{"new-1"}, preKey: keyA, preSite: "a",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t)
+			cl := s.serviceClient(t)
+			_, errOut, err := s.importLines(t, enrollmentLine(t, "pre-1", "a", keyA)+enrollmentLine(t, "pre-2", "a", keyA))
+			if err != nil {
+				t.Fatalf("seed: %v\n%s", err, errOut)
+			}
+			in := filepath.Join(t.TempDir(), "in.jsonl")
+			if err := os.WriteFile(in, []byte(tt.input), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := s.export(t, "--include-keys")
+			// stdin for all but the atomic cases, which read a file and
+			// stdin (spooled) in turn.
+			sum, errOut, err := s.importLines(t, tt.input, tt.args...)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("import: %v\n%s", err, errOut)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("import error = %v, want one containing %q", err, tt.wantErr)
+			}
+			if got := countsOf(sum); got != tt.want {
+				t.Errorf("counts %+v, want %+v; failures %+v", got, tt.want, sum.Failures)
+			}
+			if len(sum.Failures) != len(tt.failures) {
+				t.Fatalf("failures %+v, want %d", sum.Failures, len(tt.failures))
+			}
+			for i, f := range tt.failures {
+				if got := sum.Failures[i]; got.Line != f.line || !strings.Contains(got.Reason, f.reason) {
+					t.Errorf("failure %d = line %d %q, want line %d with %q", i, got.Line, got.Reason, f.line, f.reason)
+				}
+			}
+			if sum.RolledBack != (tt.rolledBack > 0) || sum.Undone != tt.rolledBack {
+				t.Errorf("rolledBack %v, undone %d; want %d undone", sum.RolledBack, sum.Undone, tt.rolledBack)
+			}
+			for _, id := range tt.present {
+				if !exists(t, cl, id) {
+					t.Errorf("%s is missing on the target", id)
+				}
+			}
+			for _, id := range tt.absent {
+				if exists(t, cl, id) {
+					t.Errorf("%s is on the target", id)
+				}
+			}
+			if got := primaryKey(t, cl, "pre-1"); got != tt.preKey {
+				t.Errorf("pre-1 key %q, want %q", got, tt.preKey)
+			}
+			e, err := cl.Enrollment(context.Background(), "pre-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.InitialTwin.Tags["site"]; got != tt.preSite {
+				t.Errorf("pre-1 site %v, want %q", got, tt.preSite)
+			}
+			if strings.HasPrefix(tt.name, "dry-run") || strings.Contains(tt.name, "writes nothing") || tt.rolledBack > 0 {
+				if after := s.export(t, "--include-keys"); after != before {
+					t.Errorf("the target changed: %s", firstDiff(before, after))
+				}
+			}
+			// The same input from a file reads the same (atomic: no spool).
+			if len(tt.args) > 0 {
+				sum2, _, _ := s.importLines(t, "", append(tt.args, "--in", in)...)
+				if got := countsOf(sum2); got != tt.want {
+					t.Errorf("from --in: counts %+v, want %+v", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestExportWhere(t *testing.T) {
+	s := startServer(t)
+	seedFleet(t, s, 70, 14)
+	out := s.export(t, "--where", "initialTwin.tags.site = 's3'")
+	var enrollments, groups int
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		rec, err := transfer.ParseLine([]byte(l))
+		if err != nil {
+			t.Fatalf("export line %q: %v", l, err)
+		}
+		var site any
+		if rec.Enrollment != nil {
+			enrollments++
+			site = rec.Enrollment.InitialTwin.Tags["site"]
+		} else {
+			groups++
+			site = rec.Group.InitialTwin.Tags["site"]
+		}
+		if site != "s3" {
+			t.Errorf("exported %s %s has site %v", rec.Kind, rec.ID(), site)
+		}
+	}
+	// Enrollments i%7 == 3 with a twin (i%4 != 1): 3, 10, 24, 31, 38, 52,
+	// 59, 66 (17 and 45 have none); groups 3 and 10.
+	if enrollments != 8 || groups != 2 {
+		t.Errorf("exported %d enrollments and %d groups, want 8 and 2", enrollments, groups)
+	}
+	if got := lineCount(s.export(t, "--kind", "group")); got != 14 {
+		t.Errorf("--kind group exported %d lines, want 14", got)
+	}
+	if got := lineCount(s.export(t, "--kind", "individual", "--where", "provisioningStatus = 'disabled'")); got != 7 {
+		t.Errorf("disabled individual enrollments: %d lines, want 7", got)
+	}
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -110,6 +110,11 @@ func New(cs sas.ConnectionString, opts Options) (*Client, error) {
 	return c, nil
 }
 
+// CloseIdleConnections closes the connections the client keeps open
+// between requests, so that a server shutting down gracefully need not wait
+// for them (commands call it when they are done).
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // transport builds the HTTPS transport: system roots plus CAFile, and a
 // dialer pinned to Address when one is given.
 func transport(host string, opts Options) (*http.Transport, error) {

@@ -74,7 +74,8 @@ type plan struct {
 // at a time, with growing n) each time the first n items are all settled:
 // compared, and written when they needed it. The results are in item order.
 // The error is the context's, or the Undo journal's; refusals of records
-// are results, not errors.
+// are results, not errors. With an error, the results are those of the
+// settled items only.
 func (t *Target) Apply(ctx context.Context, items []Item, settled func(n int)) ([]Result, error) {
 	plans := make([]plan, len(items))
 	err := forEach(ctx, len(items), t.Parallel, func(ctx context.Context, i int) error {
@@ -157,17 +158,21 @@ func (t *Target) Apply(ctx context.Context, items []Item, settled func(n int)) (
 		advance()
 		return nil
 	})
+	n := len(items)
 	if err != nil {
-		return nil, err
+		// Report what is settled: the caller's checkpoint covers it.
+		mu.Lock()
+		n = prefix
+		mu.Unlock()
 	}
-	out := make([]Result, len(items))
-	for i, it := range items {
+	out := make([]Result, n)
+	for i, it := range items[:n] {
 		out[i] = Result{Line: it.Line, Outcome: plans[i].outcome, Reason: plans[i].reason}
 		if it.Err == nil {
 			out[i].Kind, out[i].ID = it.Rec.Kind, it.Rec.ID()
 		}
 	}
-	return out, nil
+	return out, err
 }
 
 // compare reads what the target holds of rec and decides.

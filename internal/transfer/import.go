@@ -71,10 +71,10 @@ func importLines(ctx context.Context, t *Target, lr *LineReader, opts ImportOpti
 			return fmt.Errorf("read line %d: %w", lr.Lines+1, err)
 		}
 		results, err := t.Apply(ctx, items, nil)
+		s.add(results)
 		if err != nil {
 			return err
 		}
-		s.add(results)
 		opts.Progress.update(s, false)
 		if stop != nil && stop(results) {
 			return nil
@@ -171,6 +171,10 @@ func rewindable(in io.Reader, dir string) (rs io.ReadSeeker, origin int64, clean
 	}
 	cleanup = func() { tmp.Close(); os.Remove(tmp.Name()) }
 	if _, err := io.Copy(tmp, in); err != nil {
+		cleanup()
+		return nil, 0, nil, fmt.Errorf("spool the input: %w", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		cleanup()
 		return nil, 0, nil, fmt.Errorf("spool the input: %w", err)
 	}

@@ -131,10 +131,10 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 				saveErr = err
 			}
 		})
+		s.add(results)
 		if err != nil {
 			return err
 		}
-		s.add(results)
 		opts.Progress.update(&s, false)
 		mu.Lock()
 		defer mu.Unlock()

@@ -134,6 +134,16 @@ var envelopeMembers = map[string]bool{"version": true, "kind": true, "enrollment
 // refused here too) and checks the ID and that an attestation type is
 // given. Everything else is the target service's to judge.
 func ParseLine(line []byte) (Record, error) {
+	var env envelope
+	if err := wire.Decode(line, &env); err != nil {
+		return Record{}, fmt.Errorf("not a JSON object: %s", plain(err))
+	}
+	if env.Version != nil && *env.Version != FormatVersion {
+		return Record{}, fmt.Errorf("format version %d is not supported (this usher reads version %d)", *env.Version, FormatVersion)
+	}
+	if k := Kind(env.Kind); k != KindEnrollment && k != KindGroup {
+		return Record{}, fmt.Errorf("unknown kind %q (want %q or %q)", env.Kind, KindEnrollment, KindGroup)
+	}
 	var members map[string]json.RawMessage
 	if err := wire.Decode(line, &members); err != nil {
 		return Record{}, fmt.Errorf("not a JSON object: %s", plain(err))
@@ -143,13 +153,6 @@ func ParseLine(line []byte) (Record, error) {
 			return Record{}, fmt.Errorf("unknown member %q (a line has version, kind and enrollment or enrollmentGroup)", name)
 		}
 	}
-	var env envelope
-	if err := wire.Decode(line, &env); err != nil {
-		return Record{}, fmt.Errorf("bad envelope: %s", plain(err))
-	}
-	if env.Version != nil && *env.Version != FormatVersion {
-		return Record{}, fmt.Errorf("format version %d is not supported (this usher reads version %d)", *env.Version, FormatVersion)
-	}
 	rec := Record{Version: FormatVersion, Kind: Kind(env.Kind)}
 	var body, other json.RawMessage
 	var otherName string
@@ -158,8 +161,6 @@ func ParseLine(line []byte) (Record, error) {
 		body, other, otherName = env.Enrollment, env.Group, "enrollmentGroup"
 	case KindGroup:
 		body, other, otherName = env.Group, env.Enrollment, "enrollment"
-	default:
-		return Record{}, fmt.Errorf("unknown kind %q (want %q or %q)", env.Kind, KindEnrollment, KindGroup)
 	}
 	if isNull(body) {
 		return Record{}, fmt.Errorf("kind %q needs a %q member", rec.Kind, rec.Kind)
@@ -256,7 +257,7 @@ func project(r Record, keys bool) map[string]any {
 	if err := dec.Decode(&m); err != nil {
 		return nil
 	}
-	if it, ok := m["initialTwin"].(map[string]any); ok && emptyTwin(it) {
+	if it, ok := m["initialTwin"].(map[string]any); ok && normalizeTwin(it) {
 		delete(m, "initialTwin")
 	}
 	if o, ok := m["optionalDeviceInformation"].(map[string]any); ok && len(o) == 0 {
@@ -265,34 +266,29 @@ func project(r Record, keys bool) map[string]any {
 	return m
 }
 
-func emptyTwin(t map[string]any) bool {
-	for k, v := range t {
-		if v == nil {
-			continue
+// normalizeTwin drops the empty parts of an initial twin (tags {},
+// properties {} or {"desired":{}}, nulls), which services render or not,
+// and reports whether nothing is left.
+func normalizeTwin(t map[string]any) bool {
+	if emptyObject(t["tags"]) {
+		delete(t, "tags")
+	}
+	if p, ok := t["properties"].(map[string]any); ok {
+		if emptyObject(p["desired"]) {
+			delete(p, "desired")
 		}
-		switch k {
-		case "tags":
-			if !emptyObject(v) {
-				return false
-			}
-		case "properties":
-			p, ok := v.(map[string]any)
-			if !ok {
-				return false
-			}
-			for pk, pv := range p {
-				if pk != "desired" || (pv != nil && !emptyObject(pv)) {
-					return false
-				}
-			}
-		default:
-			return false
+		if len(p) == 0 {
+			delete(t, "properties")
 		}
 	}
-	return true
+	return len(t) == 0
 }
 
+// emptyObject reports whether v is null or {}.
 func emptyObject(v any) bool {
+	if v == nil {
+		return true
+	}
 	m, ok := v.(map[string]any)
 	return ok && len(m) == 0
 }
