@@ -6,9 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -377,10 +377,10 @@ func TestImportOutcomes(t *testing.T) {
 			absent:     []string{"bulk-000", "bulk-249", "cert-1"}, preKey: keyA, preSite: "a",
 		},
 		{
-			name:  "dry-run/reports and writes nothing",
-			args:  []string{"--dry-run"},
-			input: enrollmentLine(t, "new-1", "a", "") + enrollmentLine(t, "pre-1", "b", keyB) + enrollmentLine(t, "pre-2", "a", keyA),
-			want:  counts{created: 1, updated: 1, unchanged: 1},
+			name:   "dry-run/reports and writes nothing",
+			args:   []string{"--dry-run"},
+			input:  enrollmentLine(t, "new-1", "a", "") + enrollmentLine(t, "pre-1", "b", keyB) + enrollmentLine(t, "pre-2", "a", keyA),
+			want:   counts{created: 1, updated: 1, unchanged: 1},
 			absent: []string{"new-1"}, preKey: keyA, preSite: "a",
 		},
 	}

@@ -31,7 +31,7 @@ type Summary struct {
 	// RolledBack is set when an atomic run wrote, a record was refused,
 	// and the run put back what it had written.
 	RolledBack   bool      `json:"rolledBack,omitempty"`
-	Undone       int       `json:"undone,omitempty"`     // records put back by the rollback
+	Undone       int       `json:"undone,omitempty"` // records put back by the rollback
 	UndoFailures []Failure `json:"undoFailures,omitempty"`
 	// Migrations: Resumed is set when the run started from a checkpoint,
 	// Skipped counts the records earlier runs had finished, Rescanned the
@@ -128,10 +128,10 @@ type Progress struct {
 	Total    int // records expected; 0 when unknown
 	Verb     string
 
-	mu      sync.Mutex
-	start   time.Time
-	last    time.Time
-	drawn   bool
+	mu    sync.Mutex
+	start time.Time
+	last  time.Time
+	drawn bool
 }
 
 // update shows the running counts.
