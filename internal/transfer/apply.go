@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/usher-iot/usher/internal/client"
@@ -73,8 +74,8 @@ type plan struct {
 // one kind per batch. settled, when non-nil, is called (from one goroutine
 // at a time, with growing n) each time the first n items are all settled:
 // compared, and written when they needed it. The results are in item order.
-// The error is the context's, or the Undo journal's; refusals of records
-// are results, not errors. With an error, the results are those of the
+// The error is the context's, the Undo journal's, or one that is no
+// record's fault (see fatal); refusals of records are results, not errors. With an error, the results are those of the
 // settled items only.
 func (t *Target) Apply(ctx context.Context, items []Item, settled func(n int)) ([]Result, error) {
 	plans := make([]plan, len(items))
@@ -86,8 +87,8 @@ func (t *Target) Apply(ctx context.Context, items []Item, settled func(n int)) (
 		}
 		p, err := t.compare(ctx, it.Rec)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if ctx.Err() != nil || fatal(err) {
+				return fmt.Errorf("%s %q: %w", it.Rec.Kind, it.Rec.ID(), err)
 			}
 			p = plan{outcome: Failed, reason: reason(err)}
 		}
@@ -142,8 +143,8 @@ func (t *Target) Apply(ctx context.Context, items []Item, settled func(n int)) (
 			return err
 		}
 		failures, err := t.write(ctx, items[idx[0]].Rec.Kind, idx, plans)
-		if err != nil && ctx.Err() != nil {
-			return ctx.Err()
+		if err != nil && (ctx.Err() != nil || fatal(err)) {
+			return fmt.Errorf("bulk write of %d records: %w", len(idx), err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -284,6 +285,22 @@ func bulk(ctx context.Context, cl *client.Client, r *Retry, kind Kind, mode stri
 		return nil, errors.New("the service answered isSuccessful=false without naming a record")
 	}
 	return failures, nil
+}
+
+// fatal reports an error that is no record's fault and stops the run: the
+// service cannot be reached, refuses the credentials, stays throttled or
+// fails (5xx) after the retries. Other API errors (4xx) refuse a record and
+// are its failure.
+func fatal(err error) bool {
+	var e *client.APIError
+	if !errors.As(err, &e) {
+		return true
+	}
+	switch e.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
+		return true
+	}
+	return e.Status >= 500
 }
 
 // reason is an error as a failure reason: the server's message and status
