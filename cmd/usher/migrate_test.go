@@ -380,3 +380,60 @@ func TestMigrateRefuses(t *testing.T) {
 	}
 }
 
+func TestMigrateResumePositions(t *testing.T) {
+	src := startServer(t)
+	seedFleet(t, src, 250, 0)
+	tests := []struct {
+		name      string
+		state     string
+		want      counts
+		skipped   int
+		rescanned bool
+		stderr    string
+	}{
+		{
+			name:    "resume/inside a page after the checkpoint's last ID",
+			state:   `{"version":1,"from":"localhost","to":"localhost","position":{"kind":"enrollment","token":""},"done":5,"lastId":"dev-00004","settled":5,"kindSettled":5}`,
+			want:    counts{created: 245},
+			skipped: 5,
+		},
+		{
+			name:    "resume/a page that changed is replayed whole",
+			state:   `{"version":1,"from":"localhost","to":"localhost","position":{"kind":"enrollment","token":""},"done":5,"lastId":"dev-99999","settled":5,"kindSettled":5}`,
+			want:    counts{created: 250},
+			skipped: 0,
+			stderr:  "replaying it whole",
+		},
+		{
+			name:      "rescan/a refused continuation token reads the kind again",
+			state:     `{"version":1,"from":"localhost","to":"localhost","position":{"kind":"enrollment","token":"!!"},"done":0,"settled":130,"kindSettled":100}`,
+			want:      counts{created: 250},
+			skipped:   30, // the groups before
+			rescanned: true,
+			stderr:    "refused the saved continuation token",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := startServer(t)
+			state := filepath.Join(t.TempDir(), "state.json")
+			if err := os.WriteFile(state, []byte(tt.state), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, errOut, err := src.usher(t, migrateArgs(t, src, dst, dst.addr(t), dst.Info.CAFile, state)...)
+			if err != nil {
+				t.Fatalf("migrate: %v\n%s", err, errOut)
+			}
+			sum := decodeSummary(t, out, errOut)
+			if countsOf(sum) != tt.want || sum.Skipped != tt.skipped || (len(sum.Rescanned) > 0) != tt.rescanned {
+				t.Errorf("summary %+v skipped %d rescanned %v; want %+v skipped %d rescanned %v", countsOf(sum), sum.Skipped, sum.Rescanned, tt.want, tt.skipped, tt.rescanned)
+			}
+			if !strings.Contains(errOut, tt.stderr) {
+				t.Errorf("stderr %q does not say %q", errOut, tt.stderr)
+			}
+			if st := readState(t, state); !st.Finished {
+				t.Errorf("checkpoint %+v, want finished", st)
+			}
+		})
+	}
+}

@@ -30,10 +30,12 @@ type State struct {
 	// of the last of them, checked against the page read again on resume.
 	Done   int    `json:"done"`
 	LastID string `json:"lastId,omitempty"`
-	// Settled counts the records settled in this pass, over all runs.
-	Settled  int       `json:"settled"`
-	Finished bool      `json:"finished"`
-	Updated  time.Time `json:"updated"`
+	// Settled counts the records settled in this pass, over all runs;
+	// KindSettled those of the position's kind.
+	Settled     int       `json:"settled"`
+	KindSettled int       `json:"kindSettled"`
+	Finished    bool      `json:"finished"`
+	Updated     time.Time `json:"updated"`
 }
 
 // MigrateOptions tune Migrate.
@@ -100,6 +102,10 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 	first := true
 	q := Query{Keys: true, PageSize: opts.PageSize, Parallel: opts.Parallel, OnRescan: func(kind Kind, err error) {
 		s.Rescanned = append(s.Rescanned, kind)
+		// The kind is read again: its records are not skipped after all.
+		s.Skipped -= st.KindSettled
+		st.Settled -= st.KindSettled
+		st.KindSettled = 0
 		logf("the source refused the saved continuation token of %s (%s); reading them again from the start, unchanged ones are skipped", kind, reason(err))
 	}}
 	err = Scan(ctx, from, opts.Retry, q, resumeAt, func(page Page) error {
@@ -111,6 +117,7 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 			} else {
 				logf("the page to resume changed on the source; replaying it whole")
 				st.Settled -= skip
+				st.KindSettled -= skip
 				s.Skipped -= skip
 			}
 		}
@@ -119,14 +126,14 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 		for _, r := range recs[offset:] {
 			items = append(items, Item{Rec: r})
 		}
-		base := st.Settled
+		base, kindBase := st.Settled, st.KindSettled
 		results, err := t.Apply(ctx, items, func(n int) {
 			mu.Lock()
 			defer mu.Unlock()
 			if n == 0 {
 				return
 			}
-			st.Position, st.Done, st.LastID, st.Settled = page.Position(), offset+n, recs[offset+n-1].ID(), base+n
+			st.Position, st.Done, st.LastID, st.Settled, st.KindSettled = page.Position(), offset+n, recs[offset+n-1].ID(), base+n, kindBase+n
 			if err := save(); err != nil && saveErr == nil {
 				saveErr = err
 			}
@@ -142,9 +149,10 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 			return fmt.Errorf("save the checkpoint: %w", saveErr)
 		}
 		// The page is done: the checkpoint moves to the next one.
-		st.Position, st.Done, st.LastID, st.Settled = Position{Kind: page.Kind, Token: page.Next}, 0, "", base+len(items)
+		st.Position, st.Done, st.LastID = Position{Kind: page.Kind, Token: page.Next}, 0, ""
+		st.Settled, st.KindSettled = base+len(items), kindBase+len(items)
 		if page.Next == "" {
-			st.Position = Position{Kind: nextKind(page.Kind)}
+			st.Position, st.KindSettled = Position{Kind: nextKind(page.Kind)}, 0
 			if st.Position.Kind == "" {
 				st.Finished = true
 			}
