@@ -499,3 +499,27 @@ func TestExportWhere(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func TestTransferHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"enrollment", "export", "--help"}, []string{"Examples:", "--where", "--include-keys", "--kind", "--out", `"version":1`, "byte-identical"}},
+		{[]string{"enrollment", "import", "--help"}, []string{"Examples:", "--in", "--dry-run", "--atomic", "keeps the DPS's keys", "line", "undone"}},
+		{[]string{"migrate", "--help"}, []string{"Examples:", "--from", "--to", "--from-address", "--to-ca-file", "--state", "resumes", "usher-migrate-<from"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args[:len(tt.args)-1], " "), func(t *testing.T) {
+			out, _, err := usherWith(t, nil, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("help does not mention %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
