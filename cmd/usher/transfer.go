@@ -6,6 +6,7 @@ package main
 // docs/migration.md is the user's guide.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -155,7 +156,10 @@ Details: docs/migration.md.
 				defer cl.CloseIdleConnections()
 				opts.Parallel = parallel
 				opts.Retry = newRetry(c.e)
-				opts.Progress = newProgress(c.e, "lines")
+				opts.Progress = newProgress(c.e, "records")
+				if f, ok := r.(*os.File); ok && opts.Progress.Terminal {
+					opts.Progress.Total = countLines(f)
+				}
 				s, err := transfer.Import(ctx, cl, r, opts)
 				if perr := printSummary(c.e, c.out, s); perr != nil && err == nil {
 					err = perr
@@ -305,6 +309,28 @@ func newRetry(e *env) *transfer.Retry {
 // every progressEvery otherwise.
 func newProgress(e *env, verb string) *transfer.Progress {
 	return &transfer.Progress{W: e.stderr, Terminal: isTerminal(e.stderr), Every: progressEvery, Verb: verb}
+}
+
+// countLines counts the lines of a regular file and rewinds it; 0 when it
+// is not one (a pipe is read once).
+func countLines(f *os.File) int {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0
+	}
+	n := 0
+	buf := make([]byte, 256<<10)
+	for {
+		k, err := f.Read(buf)
+		n += bytes.Count(buf[:k], []byte{'\n'})
+		if err != nil {
+			break
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0
+	}
+	return n
 }
 
 // printSummary writes a run's summary to stdout as JSON or text.

@@ -12,7 +12,7 @@ import (
 // memory at a time, and returns how many it wrote.
 func Export(ctx context.Context, cl *client.Client, r *Retry, q Query, w io.Writer, p *Progress) (int, error) {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	var s Summary // progress counts exported records as unchanged
+	n := 0
 	err := Scan(ctx, cl, r, q, Position{}, func(page Page) error {
 		for i := range page.Records {
 			line, err := page.Records[i].MarshalLine()
@@ -23,13 +23,13 @@ func Export(ctx context.Context, cl *client.Client, r *Retry, q Query, w io.Writ
 				return err
 			}
 		}
-		s.Unchanged += len(page.Records)
-		p.update(&s, false)
+		n += len(page.Records)
+		p.count(n, false)
 		return nil
 	})
 	p.done()
 	if err != nil {
-		return s.Unchanged, err
+		return n, err
 	}
-	return s.Unchanged, bw.Flush()
+	return n, bw.Flush()
 }

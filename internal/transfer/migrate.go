@@ -75,6 +75,10 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 	}
 	var s Summary
 	s.DryRun = opts.DryRun
+	if opts.DryRun {
+		// A dry run reports on everything and keeps no checkpoint.
+		opts.StatePath = ""
+	}
 	st, err := loadState(opts.StatePath, opts.FromHost, opts.ToHost)
 	if err != nil {
 		return s, err

@@ -136,6 +136,14 @@ type Progress struct {
 
 // update shows the running counts.
 func (p *Progress) update(s *Summary, force bool) {
+	p.show(s.Total(), s, force)
+}
+
+// count shows a count of records (an export's).
+func (p *Progress) count(n int, force bool) { p.show(n, nil, force) }
+
+// show draws n records done and, when s is set, their outcomes.
+func (p *Progress) show(n int, s *Summary, force bool) {
 	if p == nil || p.W == nil {
 		return
 	}
@@ -153,9 +161,11 @@ func (p *Progress) update(s *Summary, force bool) {
 		return
 	}
 	p.last = now
-	n := s.Total()
 	rate := float64(n) / max(now.Sub(p.start).Seconds(), 0.001)
-	counts := fmt.Sprintf("%d %s (%.0f/s): created %d, updated %d, unchanged %d, failed %d", n, p.verb(), rate, s.Created, s.Updated, s.Unchanged, s.Failed)
+	counts := fmt.Sprintf("%d %s (%.0f/s)", n, p.verb(), rate)
+	if s != nil {
+		counts += fmt.Sprintf(": created %d, updated %d, unchanged %d, failed %d", s.Created, s.Updated, s.Unchanged, s.Failed)
+	}
 	if !p.Terminal {
 		fmt.Fprintln(p.W, counts)
 		return
