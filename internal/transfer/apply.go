@@ -75,8 +75,8 @@ type plan struct {
 // at a time, with growing n) each time the first n items are all settled:
 // compared, and written when they needed it. The results are in item order.
 // The error is the context's, the Undo journal's, or one that is no
-// record's fault (see fatal); refusals of records are results, not errors. With an error, the results are those of the
-// settled items only.
+// record's fault (see fatal); refusals of records are results, not errors.
+// With an error, the results are those of the settled items only.
 func (t *Target) Apply(ctx context.Context, items []Item, settled func(n int)) ([]Result, error) {
 	plans := make([]plan, len(items))
 	err := forEach(ctx, len(items), t.Parallel, func(ctx context.Context, i int) error {
@@ -151,8 +151,8 @@ func (t *Target) Apply(ctx context.Context, items []Item, settled func(n int)) (
 		for _, i := range idx {
 			if err != nil {
 				plans[i].outcome, plans[i].reason = Failed, reason(err)
-			} else if why, ok := failures[items[i].Rec.key()]; ok {
-				plans[i].outcome, plans[i].reason = Failed, why
+			} else if f, ok := failures[items[i].Rec.key()]; ok {
+				plans[i].outcome, plans[i].reason = Failed, f.reason()
 			}
 		}
 		done[b] = true
@@ -241,7 +241,7 @@ func (t *Target) journal(idx []int, plans []plan) error {
 
 // write sends one bulk batch and returns the per-item refusals by record
 // key, or the error of the whole request.
-func (t *Target) write(ctx context.Context, kind Kind, idx []int, plans []plan) (map[string]string, error) {
+func (t *Target) write(ctx context.Context, kind Kind, idx []int, plans []plan) (map[string]itemError, error) {
 	recs := make([]Record, len(idx))
 	for j, i := range idx {
 		recs[j] = plans[i].write
@@ -249,8 +249,24 @@ func (t *Target) write(ctx context.Context, kind Kind, idx []int, plans []plan) 
 	return bulk(ctx, t.Client, t.Retry, kind, string(dps.BulkUpdate), recs)
 }
 
-// bulk sends one bulk request of records of one kind in mode.
-func bulk(ctx context.Context, cl *client.Client, r *Retry, kind Kind, mode string, recs []Record) (map[string]string, error) {
+// itemError is the refusal of one item of a bulk request.
+type itemError wire.BulkItemError
+
+func (e itemError) reason() string {
+	msg := e.ErrorStatus
+	if msg == "" {
+		msg = "refused"
+	}
+	return fmt.Sprintf("%s (errorCode %d)", msg, e.ErrorCode)
+}
+
+// notFound reports a refusal because the record does not exist (the
+// six-digit errorCode starts with the HTTP status).
+func (e itemError) notFound() bool { return e.ErrorCode/1000 == http.StatusNotFound }
+
+// bulk sends one bulk request of records of one kind in mode and returns
+// the refused items by record key.
+func bulk(ctx context.Context, cl *client.Client, r *Retry, kind Kind, mode string, recs []Record) (map[string]itemError, error) {
 	var res wire.BulkResult
 	var err error
 	if kind == KindGroup {
@@ -269,17 +285,13 @@ func bulk(ctx context.Context, cl *client.Client, r *Retry, kind Kind, mode stri
 	if err != nil {
 		return nil, err
 	}
-	failures := map[string]string{}
+	failures := map[string]itemError{}
 	for _, e := range res.Errors {
 		id := e.RegistrationID
 		if kind == KindGroup {
 			id = e.EnrollmentGroupID
 		}
-		msg := e.ErrorStatus
-		if msg == "" {
-			msg = "refused"
-		}
-		failures[string(kind)+"/"+dps.IDKey(id)] = fmt.Sprintf("%s (errorCode %d)", msg, e.ErrorCode)
+		failures[string(kind)+"/"+dps.IDKey(id)] = itemError(e)
 	}
 	if !res.IsSuccessful && len(failures) == 0 {
 		return nil, errors.New("the service answered isSuccessful=false without naming a record")

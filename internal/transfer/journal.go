@@ -115,9 +115,14 @@ func (j *Journal) Rollback(ctx context.Context, cl *client.Client, r *Retry) (in
 			return ctx.Err()
 		}
 		for _, rec := range recs {
-			why, bad := refused[rec.key()]
+			f, bad := refused[rec.key()]
+			why := f.reason()
 			if err != nil {
 				why, bad = reason(err), true
+			} else if bad && k.op == "delete" && f.notFound() {
+				// Journaled, then never created (its write was
+				// refused or not sent): nothing to undo.
+				continue
 			}
 			if bad {
 				failures = append(failures, Result{Kind: rec.Kind, ID: rec.ID(), Outcome: Failed, Reason: "undo " + k.op + ": " + why})
