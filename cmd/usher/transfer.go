@@ -9,8 +9,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -81,6 +83,10 @@ Format and rules: docs/migration.md.
 				p := newProgress(c.e, "exported")
 				n, err := transfer.Export(ctx, cl, newRetry(c.e), q, w, p)
 				if err != nil {
+					var apiErr *client.APIError
+					if where != "" && kind.value == "all" && errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest {
+						err = fmt.Errorf("%w; --where applies to groups and individual enrollments alike: for fields only one kind has, add --kind individual or --kind group", err)
+					}
 					return fmt.Errorf("export stopped after %d records: %w", n, err)
 				}
 				if f != nil {

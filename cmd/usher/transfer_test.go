@@ -490,6 +490,13 @@ func TestExportWhere(t *testing.T) {
 	if enrollments != 8 || groups != 2 {
 		t.Errorf("exported %d enrollments and %d groups, want 8 and 2", enrollments, groups)
 	}
+	_, _, err := s.usher(t, "enrollment", "export", "--where", "deviceId = 'device-3'")
+	if err == nil || !strings.Contains(err.Error(), "add --kind individual") {
+		t.Errorf("export --where on an enrollment-only field: %v, want a hint at --kind", err)
+	}
+	if got := lineCount(s.export(t, "--kind", "individual", "--where", "deviceId = 'device-3'")); got != 1 {
+		t.Errorf("--kind individual --where deviceId exported %d lines, want 1", got)
+	}
 	if got := lineCount(s.export(t, "--kind", "group")); got != 14 {
 		t.Errorf("--kind group exported %d lines, want 14", got)
 	}
