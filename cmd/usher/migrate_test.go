@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"encoding/json"
 	"io"
 	"net"
@@ -435,5 +436,24 @@ func TestMigrateResumePositions(t *testing.T) {
 				t.Errorf("checkpoint %+v, want finished", st)
 			}
 		})
+	}
+}
+
+func TestMigrateDryRun(t *testing.T) {
+	src, dst := startServer(t), startServer(t)
+	seedFleet(t, src, 40, 3)
+	state := filepath.Join(t.TempDir(), "state.json")
+	out, errOut, err := src.usher(t, append(migrateArgs(t, src, dst, dst.addr(t), dst.Info.CAFile, state), "--dry-run", "-o", "table")...)
+	if err != nil {
+		t.Fatalf("migrate --dry-run: %v\n%s", err, errOut)
+	}
+	if !strings.HasPrefix(out, "summary (dry run: nothing written; would be): created 43, updated 0, unchanged 0, failed 0") {
+		t.Errorf("summary %q", out)
+	}
+	if got := dst.export(t); got != "" {
+		t.Errorf("the target holds records after a dry run:\n%s", got)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dry run wrote a checkpoint (%v)", err)
 	}
 }
