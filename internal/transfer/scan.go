@@ -100,6 +100,9 @@ func Scan(ctx context.Context, cl *client.Client, r *Retry, q Query, from Positi
 			if page.Next == "" {
 				break
 			}
+			if page.Next == token {
+				return fmt.Errorf("query %s: the service answered the continuation token %q with itself; stopping rather than looping", kind, token)
+			}
 			token = page.Next
 		}
 	}
