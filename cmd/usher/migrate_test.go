@@ -190,7 +190,7 @@ func TestMigrateResumesAfterInterruption(t *testing.T) {
 		t.Fatalf("resumed migration: %v\nstderr: %s", err, errOut)
 	}
 	second := decodeSummary(t, out, errOut)
-	t.Logf("run 2: %+v, skipped %d", countsOf(second), second.Skipped)
+	t.Logf("run 2: %+v, skipped %d, %.1f s", countsOf(second), second.Skipped, second.Seconds)
 	if !second.Resumed || second.Skipped != st.Settled {
 		t.Errorf("run 2 resumed=%v skipped=%d, want resumed with %d skipped", second.Resumed, second.Skipped, st.Settled)
 	}

@@ -104,25 +104,30 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 	var saveErr error
 	t := &Target{Client: to, Retry: opts.Retry, Parallel: opts.Parallel, DryRun: opts.DryRun}
 	first := true
-	q := Query{Keys: true, PageSize: opts.PageSize, Parallel: opts.Parallel, OnRescan: func(kind Kind, err error) {
-		s.Rescanned = append(s.Rescanned, kind)
-		// The kind is read again: its records are not skipped after all.
-		s.Skipped -= st.KindSettled
-		st.Settled -= st.KindSettled
-		st.KindSettled = 0
-		logf("the source refused the saved continuation token of %s (%s); reading them again from the start, unchanged ones are skipped", kind, reason(err))
-	}}
-	err = Scan(ctx, from, opts.Retry, q, resumeAt, func(page Page) error {
+	// apply writes one source page to the target and moves the checkpoint.
+	apply := func(page Page) error {
+		if page.Rescanned != nil {
+			s.Rescanned = append(s.Rescanned, page.Kind)
+			// The kind is read again: its records are not skipped after all.
+			mu.Lock()
+			s.Skipped -= st.KindSettled
+			st.Settled -= st.KindSettled
+			st.KindSettled = 0
+			mu.Unlock()
+			logf("the source refused the saved continuation token of %s (%s); reading them again from the start, unchanged ones are skipped", page.Kind, reason(page.Rescanned))
+		}
 		recs := page.Records
 		offset := 0
-		if first && skip > 0 && page.Kind == resumeAt.Kind && page.Token == resumeAt.Token && !page.Rescanned {
+		if first && skip > 0 && page.Kind == resumeAt.Kind && page.Token == resumeAt.Token && page.Rescanned == nil {
 			if skip <= len(recs) && recs[skip-1].ID() == lastID {
 				offset = skip
 			} else {
 				logf("the page to resume changed on the source; replaying it whole")
+				mu.Lock()
 				st.Settled -= skip
 				st.KindSettled -= skip
 				s.Skipped -= skip
+				mu.Unlock()
 			}
 		}
 		first = false
@@ -130,7 +135,9 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 		for _, r := range recs[offset:] {
 			items = append(items, Item{Rec: r})
 		}
+		mu.Lock()
 		base, kindBase := st.Settled, st.KindSettled
+		mu.Unlock()
 		results, err := t.Apply(ctx, items, func(n int) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -162,7 +169,37 @@ func Migrate(ctx context.Context, from, to *client.Client, opts MigrateOptions) 
 			}
 		}
 		return save()
-	})
+	}
+
+	// The source is read one page ahead of the target's writes, so that
+	// both services work at once; one goroutine applies pages in order.
+	q := Query{Keys: true, PageSize: opts.PageSize, Parallel: opts.Parallel}
+	scanCtx, stopScan := context.WithCancel(ctx)
+	defer stopScan()
+	pages := make(chan Page, 1)
+	scanned := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		scanned <- Scan(scanCtx, from, opts.Retry, q, resumeAt, func(p Page) error {
+			select {
+			case pages <- p:
+				return nil
+			case <-scanCtx.Done():
+				return context.Cause(scanCtx)
+			}
+		})
+	}()
+	for page := range pages {
+		if err = apply(page); err != nil {
+			break
+		}
+	}
+	stopScan()
+	for range pages {
+	}
+	if serr := <-scanned; err == nil && serr != nil {
+		err = fmt.Errorf("read the source: %w", serr)
+	}
 	opts.Progress.done()
 	s.Throttled = opts.Retry.Throttled()
 	s.Seconds = time.Since(start).Seconds()

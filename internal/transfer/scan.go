@@ -26,9 +26,6 @@ type Query struct {
 	PageSize int
 	// Parallel is how many key requests are in flight; 8 when 0.
 	Parallel int
-	// OnRescan, when set, is told that a continuation token to resume
-	// from was refused and the kind is read again from its start.
-	OnRescan func(kind Kind, err error)
 }
 
 // Position is where a scan starts: the first page of Kind that Token
@@ -44,16 +41,19 @@ type Page struct {
 	// Token fetched this page ("" for the kind's first page); Next fetches
 	// the next one ("" when this is the kind's last).
 	Token, Next string
-	// Rescanned is set on the first page after a refused token.
-	Rescanned bool
+	// Rescanned is the source's refusal of a continuation token, set on
+	// the first page of the kind read again from its start.
+	Rescanned error
 	Records   []Record
 }
 
 // Scan reads the service cl page by page from the position from, in Kinds
 // order, and calls fn with each page, records normalised (no etags,
 // timestamps or registration states; keys only with q.Keys). A record
-// deleted between the query and its key request is left out. Scan stops at
-// fn's first error and returns it.
+// deleted between the query and its key request is left out. When the
+// source refuses a continuation token (Azure's expire), the kind is read
+// again from its start once, and its first page says so. Scan stops at fn's
+// first error and returns it.
 func Scan(ctx context.Context, cl *client.Client, r *Retry, q Query, from Position, fn func(Page) error) error {
 	kinds := q.Kinds
 	if len(kinds) == 0 {
@@ -75,20 +75,19 @@ func Scan(ctx context.Context, cl *client.Client, r *Retry, q Query, from Positi
 			}
 			started, token = true, from.Token
 		}
-		rescanned := false
+		var refused error // the refusal that restarted the kind
 		for {
 			page, err := fetchPage(ctx, cl, r, kind, q, size, token)
-			if err != nil && token != "" && refusedToken(err) && !rescanned {
-				if q.OnRescan != nil {
-					q.OnRescan(kind, err)
-				}
-				token, rescanned = "", true
+			if err != nil && token != "" && refusedToken(err) && refused == nil {
+				token, refused = "", err
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			page.Rescanned = rescanned && token == ""
+			if token == "" {
+				page.Rescanned = refused
+			}
 			if q.Keys {
 				if err := fillKeys(ctx, cl, r, &page, q.Parallel); err != nil {
 					return err
