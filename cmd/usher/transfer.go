@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -72,12 +73,14 @@ Format and rules: docs/migration.md.
 				w := c.e.stdout
 				var f *os.File
 				if out != "" && out != "-" {
+					// Written beside the target and renamed once complete,
+					// so an interrupted export leaves no partial file;
+					// CreateTemp makes it 0600, as keys need.
 					var err error
-					// 0600: the file may hold keys.
-					if f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+					if f, err = os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".partial-*"); err != nil {
 						return err
 					}
-					defer f.Close()
+					defer func() { f.Close(); os.Remove(f.Name()) }()
 					w = f
 				}
 				p := newProgress(c.e, "exported")
@@ -93,6 +96,9 @@ Format and rules: docs/migration.md.
 					if err := f.Close(); err != nil {
 						return err
 					}
+					if err := os.Rename(f.Name(), out); err != nil {
+						return err
+					}
 					fmt.Fprintf(c.e.stderr, "exported %d records to %s\n", n, out)
 				}
 				return nil
@@ -103,7 +109,7 @@ Format and rules: docs/migration.md.
 	fs.StringVar(&where, "where", "", `query condition, as in "SELECT * FROM … WHERE <condition>"; applies to both kinds (use --kind for fields only one has)`)
 	fs.BoolVar(&keys, "include-keys", false, "include the symmetric keys (fetched through attestationmechanism); the output is then a secret")
 	fs.Var(&kind, "kind", "what to export: all, individual or group")
-	fs.StringVar(&out, "out", "", "file to write (created 0600) instead of stdout")
+	fs.StringVar(&out, "out", "", "file to write (mode 0600, replaced only when the export is complete) instead of stdout")
 	fs.IntVar(&parallel, "parallel", 8, "key requests in flight")
 	fs.IntVar(&pageSize, "page-size", 1000, "records per query page (x-ms-max-item-count)")
 	return cmd

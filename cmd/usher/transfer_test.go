@@ -497,6 +497,16 @@ func TestExportWhere(t *testing.T) {
 	if got := lineCount(s.export(t, "--kind", "individual", "--where", "deviceId = 'device-3'")); got != 1 {
 		t.Errorf("--kind individual --where deviceId exported %d lines, want 1", got)
 	}
+	file := filepath.Join(t.TempDir(), "groups.jsonl")
+	if out := s.export(t, "--kind", "group", "--include-keys", "--out", file); out != "" {
+		t.Errorf("export --out wrote %q to stdout", out)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("export --out file: %v, %v; want mode 0600", fi, err)
+	}
+	if b, _ := os.ReadFile(file); lineCount(string(b)) != 14 || !strings.Contains(string(b), "primaryKey") {
+		t.Errorf("export --out file has %d lines, want 14 with keys", lineCount(string(b)))
+	}
 	if got := lineCount(s.export(t, "--kind", "group")); got != 14 {
 		t.Errorf("--kind group exported %d lines, want 14", got)
 	}
