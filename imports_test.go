@@ -27,6 +27,8 @@ func TestImportGraph(t *testing.T) {
 		{"internal/throttle", append(transportOrStore, mod+"internal/dps", mod+"internal/hub")},
 		{"internal/audit", transportOrStore},
 		{"internal/seed", transportOrStore},
+		// Export, import and migrate speak only the service API.
+		{"internal/transfer", []string{"database/sql", mod + "internal/httpapi", mod + "internal/mqttapi", mod + "internal/store", mod + "internal/console", "github.com/jackc/pgx"}},
 		// Transports record metrics through interfaces of their own.
 		{"internal/httpapi", []string{"github.com/prometheus"}},
 		{"internal/mqttapi", []string{"github.com/prometheus"}},

@@ -48,6 +48,8 @@ delete their devices' registration records, through the DPS service API, as
 		enrollmentDeleteCommand(c),
 		enrollmentRegistrationCommand(c),
 		enrollmentEdgeConfigCommand(c),
+		enrollmentExportCommand(c),
+		enrollmentImportCommand(c),
 	)
 	return cmd
 }

@@ -110,6 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		restoreCommand(e),
 		versionCommand(e),
 		seedCommand(e),
+		migrateCommand(e),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "usher:", err)

@@ -110,6 +110,11 @@ func New(cs sas.ConnectionString, opts Options) (*Client, error) {
 	return c, nil
 }
 
+// CloseIdleConnections closes the connections the client keeps open
+// between requests, so that a server shutting down gracefully need not wait
+// for them (commands call it when they are done).
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // transport builds the HTTPS transport: system roots plus CAFile, and a
 // dialer pinned to Address when one is given.
 func transport(host string, opts Options) (*http.Transport, error) {
@@ -159,6 +164,9 @@ type APIError struct {
 	Code       int    // Azure's six-digit errorCode; 0 when the body had none
 	Message    string // the server's message
 	TrackingID string // the server's trackingId (or x-ms-request-id)
+	// RetryAfter is the delay the answer's Retry-After header asks for
+	// (seconds or an HTTP date; 429 and 503 carry it); 0 when absent.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -252,7 +260,8 @@ func (c *Client) doQuery(ctx context.Context, r request, params map[string]strin
 // apiError decodes Azure's error body; a body that is not one still yields
 // an APIError with the status and the start of the body as its message.
 func apiError(resp *http.Response, body []byte) error {
-	e := &APIError{Status: resp.StatusCode, TrackingID: resp.Header.Get("x-ms-request-id")}
+	e := &APIError{Status: resp.StatusCode, TrackingID: resp.Header.Get("x-ms-request-id"),
+		RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var details struct {
 		ErrorCode  json.Number `json:"errorCode"`
 		TrackingID string      `json:"trackingId"`
@@ -286,6 +295,25 @@ func apiError(resp *http.Response, body []byte) error {
 		e.Code, _ = strconv.Atoi(code)
 	}
 	return e
+}
+
+// retryAfter reads a Retry-After value: delay-seconds or an HTTP date
+// (RFC 9110 §10.2.3). Anything else, or a time already past, is 0.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(min(n, 24*3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // query posts a query specification and returns the continuation token of

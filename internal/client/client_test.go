@@ -241,6 +241,18 @@ func TestErrors(t *testing.T) {
 			want: APIError{Status: 401, Code: 401002},
 			msg:  "Unauthorized (HTTP 401)",
 		},
+		{
+			name: "429/retry-after seconds", status: 429, header: map[string]string{"Retry-After": "7"},
+			body: `{"errorCode":429001,"trackingId":"t-2","message":"too many requests"}`,
+			want: APIError{Status: 429, Code: 429001, Message: "too many requests", TrackingID: "t-2", RetryAfter: 7 * time.Second},
+			msg:  "too many requests (HTTP 429)",
+		},
+		{
+			name: "503/retry-after garbage ignored", status: 503, header: map[string]string{"Retry-After": "soon"},
+			body: `{"errorCode":503001,"message":"not ready"}`,
+			want: APIError{Status: 503, Code: 503001, Message: "not ready"},
+			msg:  "not ready (HTTP 503)",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
