@@ -231,7 +231,7 @@ func TestMigrateResumesAfterInterruption(t *testing.T) {
 	cl := src.serviceClient(t)
 	for _, tc := range []struct{ regID, key string }{
 		{"dev-00002", testKey("p2")},
-		{"dev-00001", primaryKey(t, cl, "dev-00001")},
+		{"dev-00001", attestedPrimaryKey(t, cl, "dev-00001")},
 		{"sensor-7", mustDerive(t, testKey("gp1"), "sensor-7")},
 	} {
 		res, err := dst.register(t, deviceclient.HTTPS, tc.regID, tc.key)

@@ -299,7 +299,7 @@ func exists(t testing.TB, cl *client.Client, id string) bool {
 	return true
 }
 
-func primaryKey(t testing.TB, cl *client.Client, id string) string {
+func attestedPrimaryKey(t testing.TB, cl *client.Client, id string) string {
 	t.Helper()
 	a, err := cl.EnrollmentAttestation(context.Background(), id)
 	if err != nil {
@@ -437,7 +437,7 @@ func TestImportOutcomes(t *testing.T) {
 					t.Errorf("%s is on the target", id)
 				}
 			}
-			if got := primaryKey(t, cl, "pre-1"); got != tt.preKey {
+			if got := attestedPrimaryKey(t, cl, "pre-1"); got != tt.preKey {
 				t.Errorf("pre-1 key %q, want %q", got, tt.preKey)
 			}
 			e, err := cl.Enrollment(context.Background(), "pre-1")
