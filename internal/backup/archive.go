@@ -216,8 +216,12 @@ func Unpack(r io.Reader, fn func(Member, io.Reader) error) (Manifest, error) {
 			return m, refuse("%s is %d bytes, the manifest says %d", want.Name, hdr.Size, want.Size)
 		}
 		h := sha256.New()
-		body := io.TeeReader(tr, h)
+		src := &readErr{r: tr}
+		body := io.TeeReader(src, h)
 		if err := fn(want, body); err != nil {
+			if src.err != nil { // fn failed because the archive did
+				return m, truncated(src.err, "%s is cut short", want.Name)
+			}
 			return m, err
 		}
 		if _, err := io.Copy(io.Discard, body); err != nil { // what fn left unread
@@ -238,6 +242,22 @@ func Unpack(r io.Reader, fn func(Member, io.Reader) error) (Manifest, error) {
 		return m, truncated(err, "the archive does not end cleanly")
 	}
 	return m, nil
+}
+
+// readErr remembers the first error other than io.EOF that reading the
+// archive gave, so a member handler's failure caused by a damaged archive
+// is reported as the archive's fault.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }
 
 func readManifest(tr *tar.Reader) (Manifest, error) {

@@ -17,7 +17,7 @@ import (
 )
 
 // packed returns an archive of two members and the files' contents.
-func packed(t *testing.T) ([]byte, map[string]string) {
+func packed(t testing.TB) ([]byte, map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{"usher.db": strings.Repeat("database page ", 1000), "tls/ca.pem": "-----BEGIN CERTIFICATE-----\n"}
