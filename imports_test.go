@@ -24,6 +24,7 @@ func TestImportGraph(t *testing.T) {
 		{"internal/sas", append(transportOrStore, mod+"internal/dps", mod+"internal/access")},
 		{"internal/twinquery", append(transportOrStore, mod+"internal/dps", mod+"internal/fault")},
 		{"internal/fault", []string{mod}},
+		{"internal/syncbuf", []string{mod}},
 		{"internal/throttle", append(transportOrStore, mod+"internal/dps", mod+"internal/hub")},
 		{"internal/audit", transportOrStore},
 		{"internal/seed", transportOrStore},

@@ -7,7 +7,6 @@ package deploy_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/usher-iot/usher/internal/syncbuf"
 )
 
 // need skips the test when a prerequisite is missing, or fails it under CI.
@@ -158,23 +159,8 @@ func TestVersionStamp(t *testing.T) {
 // The address this package's test may bind, port 443 and 8883 included.
 const serveHost = "127.0.0.15"
 
-// lockedBuffer collects a child's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer collects output one goroutine writes while another reads it.
+type lockedBuffer = syncbuf.Buffer
 
 // TestServeUnprivileged runs the built binary as nobody:nogroup with only
 // CAP_NET_BIND_SERVICE (ambient, and the only one in the bounding set), as

@@ -32,6 +32,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/usher-iot/usher/internal/syncbuf"
 )
 
 // chromiumPath is where Debian's chromium package puts its launcher.
@@ -202,23 +204,8 @@ func (s *server) postForm(action string, cookies []*network.Cookie, form url.Val
 	return resp.StatusCode, string(body)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer collects output one goroutine writes while another reads it.
+type lockedBuffer = syncbuf.Buffer
 
 // flow is one browser tab driven through the console, step by step.
 type flow struct {

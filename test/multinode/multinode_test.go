@@ -37,6 +37,7 @@ import (
 
 	"github.com/usher-iot/usher/internal/sas"
 	"github.com/usher-iot/usher/internal/store/postgres/pgtest"
+	"github.com/usher-iot/usher/internal/syncbuf"
 )
 
 // hostName is the one name clients use for every node.
@@ -51,22 +52,8 @@ type node struct {
 	stderr    *lockedBuffer
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer collects output one goroutine writes while another reads it.
+type lockedBuffer = syncbuf.Buffer
 
 // cluster is what the tests share: the binary, the database and the
 // installation's identity.
