@@ -1,12 +1,10 @@
 package httpapi
 
 import (
-	"bytes"
 	"net/http"
 	"strconv"
 
 	"github.com/usher-iot/usher/internal/dps"
-	"github.com/usher-iot/usher/internal/fault"
 	"github.com/usher-iot/usher/internal/throttle"
 	"github.com/usher-iot/usher/internal/wire"
 )
@@ -41,18 +39,11 @@ func (c *call) proof() dps.Proof {
 
 // deviceBody decodes an optional DeviceRegistration body.
 func (c *call) deviceBody() (wire.DeviceRegistration, error) {
-	var body wire.DeviceRegistration
 	b, err := c.body()
-	if err != nil || len(bytes.TrimSpace(b)) == 0 {
-		return body, err
+	if err != nil {
+		return wire.DeviceRegistration{}, err
 	}
-	if err := wire.Decode(b, &body); err != nil {
-		return body, err
-	}
-	if body.TPM != nil {
-		return body, fault.New(fault.Unsupported, "TPM attestation is not supported yet; use a symmetric key")
-	}
-	return body, nil
+	return wire.DecodeDeviceRegistration(b)
 }
 
 // register answers 202 "assigning" with the operation to poll: C# and

@@ -205,14 +205,9 @@ func (h *dpsHandler) answer(ctx context.Context, s *session, req dpsRequest, pay
 // without registrationId, or nothing at all (C# without a payload, the
 // embedded SDK); the registration ID is the connection's.
 func (h *dpsHandler) register(ctx context.Context, s *session, payload []byte, outcome *string) (int, any, error) {
-	var body wire.DeviceRegistration
-	if len(bytes.TrimSpace(payload)) > 0 {
-		if err := wire.Decode(payload, &body); err != nil {
-			return 0, nil, err
-		}
-	}
-	if body.TPM != nil {
-		return 0, nil, fault.New(fault.Unsupported, "TPM attestation is not supported yet; use a symmetric key")
+	body, err := wire.DecodeDeviceRegistration(payload)
+	if err != nil {
+		return 0, nil, err
 	}
 	op, err := h.reg.Register(ctx, dps.RegisterRequest{
 		IDScope: s.id.scope, RegistrationID: s.id.id, Proof: dps.Proof{SASToken: s.password},

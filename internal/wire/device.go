@@ -1,6 +1,11 @@
 package wire
 
-import "github.com/usher-iot/usher/internal/dps"
+import (
+	"bytes"
+
+	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/fault"
+)
 
 // DeviceRegistration is the body a device sends to register
 // (dps-protocol.md §2.4). Python sends "payload": null; C# over MQTT sends no
@@ -9,6 +14,25 @@ type DeviceRegistration struct {
 	RegistrationID string         `json:"registrationId"`
 	Payload        map[string]any `json:"payload"`
 	TPM            any            `json:"tpm,omitempty"`
+}
+
+// DecodeDeviceRegistration decodes the optional body of a register request,
+// the same on every transport: an empty (or all-space) body is no body (C#
+// over MQTT, the C SDK without a payload), anything else must be a
+// DeviceRegistration. A body with tpm is refused as fault.Unsupported until
+// TPM attestation exists.
+func DecodeDeviceRegistration(body []byte) (DeviceRegistration, error) {
+	var reg DeviceRegistration
+	if len(bytes.TrimSpace(body)) == 0 {
+		return reg, nil
+	}
+	if err := Decode(body, &reg); err != nil {
+		return DeviceRegistration{}, err
+	}
+	if reg.TPM != nil {
+		return DeviceRegistration{}, fault.New(fault.Unsupported, "TPM attestation is not supported yet; use a symmetric key")
+	}
+	return reg, nil
 }
 
 // RegistrationOperationStatus is what register and poll answer
