@@ -2,7 +2,7 @@ package httpapi_test
 
 // The Azure IoT C SDK's HTTP provisioning requests, replayed byte for byte
 // over a real TLS socket, as captured in
-// /work/shared/spec/wire/c-sdk-dps-https-register.md (azure-iot-sdk-c 1.15.0,
+// shared/spec/wire/c-sdk-dps-https-register.md (azure-iot-sdk-c 1.15.0,
 // provisioning_client/src/prov_transport_http_client.c and
 // prov_device_ll_client.c, azure-uhttp-c src/uhttp.c, azure-c-shared-utility
 // src/urlencode.c). The answers are checked against what the SDK reads

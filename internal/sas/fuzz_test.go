@@ -8,7 +8,7 @@ import (
 	"github.com/usher-iot/usher/internal/fault"
 )
 
-// captured holds tokens as recorded in /work/shared/spec/wire/*.md, with
+// captured holds tokens as recorded in shared/spec/wire/*.md, with
 // their <sig> and expiry placeholders still in place.
 var captured = []string{
 	// c-sdk-dps-https-register.md (C SDK, lowercase hex sr)

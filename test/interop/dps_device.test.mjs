@@ -3,13 +3,13 @@
 // usher server, and checks what provisioning created with the IoT Hub service SDK (azure-iothub).
 // Enrollments are made with the DPS service SDK (azure-iot-provisioning-service).
 //
-// Run by interop_test.go, which starts the server and sets:
+// Run by interop_test.go, which starts the server and sets the environment common.mjs reads:
 //   USHER_CONNECTION_STRING      the DPS service connection string; its HostName is also the device endpoint
 //   USHER_HUB_CONNECTION_STRING  the hub service connection string; its HostName is the expected assignedHub
 //   USHER_ID_SCOPE               the ID scope devices name
 //   NODE_EXTRA_CA_CERTS          the server's CA file
 //
-// Expected wire behaviour: /work/shared/spec/wire/dps-https-register.md, dps-mqtt-register.md and
+// Expected wire behaviour: shared/spec/wire/dps-https-register.md, dps-mqtt-register.md and
 // hub-service-registry.md. The SDK's HTTP transport only dials port 443; its MQTT transport dials 8883.
 // A token for another registration ID cannot be made with the SDK (it signs for the ID it registers),
 // so that refusal is left to the Go tests.
@@ -23,6 +23,7 @@ import provisioningHttp from 'azure-iot-provisioning-device-http';
 import provisioningMqtt from 'azure-iot-provisioning-device-mqtt';
 import symmetricKey from 'azure-iot-security-symmetric-key';
 import iothub from 'azure-iothub';
+import { requiredEnv, hostName, runIds, body, withoutMetadata } from './common.mjs';
 
 const { ProvisioningServiceClient } = provisioningService;
 const { ProvisioningDeviceClient } = provisioningDevice;
@@ -30,22 +31,6 @@ const { Http } = provisioningHttp;
 const { Mqtt } = provisioningMqtt;
 const { SymmetricKeySecurityClient } = symmetricKey;
 const { Registry } = iothub;
-
-function requiredEnv(name) {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set; run this file through \`go test ./test/interop/\``);
-  }
-  return value;
-}
-
-function hostName(connectionString) {
-  const m = /(?:^|;)HostName=([^;]+)/.exec(connectionString);
-  if (!m) {
-    throw new Error(`no HostName in connection string ${connectionString.replace(/SharedAccessKey=[^;]*/, 'SharedAccessKey=…')}`);
-  }
-  return m[1];
-}
 
 const serviceConnectionString = requiredEnv('USHER_CONNECTION_STRING');
 const hubConnectionString = requiredEnv('USHER_HUB_CONNECTION_STRING');
@@ -56,8 +41,7 @@ const hubHost = hostName(hubConnectionString);
 const service = ProvisioningServiceClient.fromConnectionString(serviceConnectionString);
 const registry = Registry.fromConnectionString(hubConnectionString);
 
-// Every id made by this run starts with runPrefix, so reruns against the same server never collide.
-const runPrefix = `usher-dev-${randomBytes(4).toString('hex')}`;
+const { runPrefix, newId } = runIds('dev');
 // Each register() takes about a second (the server answers retry-after 1); the SDK's own request
 // timeout is 30 s.
 const TIMEOUT = { timeout: 90_000 };
@@ -66,16 +50,6 @@ const TRANSPORTS = {
   http: () => new Http(),
   mqtt: () => new Mqtt(),
 };
-
-function newId(tag) {
-  return `${runPrefix}-${tag}-${randomBytes(3).toString('hex')}`;
-}
-
-// The service SDKs' promise forms resolve to {responseBody, httpResponse}; tests want the body.
-async function body(promise) {
-  const { responseBody } = await promise;
-  return responseBody;
-}
 
 // deriveKey is the enrollment-group device key: base64(HMAC-SHA256(base64decode(groupKey), registrationId)).
 function deriveKey(groupKey, registrationId) {
@@ -152,11 +126,6 @@ async function assertHubDevice(deviceId, keys, { iotEdge = false } = {}) {
   assert.equal(device.authentication?.symmetricKey?.secondaryKey, keys.secondaryKey, 'hub device secondaryKey is the enrollment key');
   assert.equal(device.capabilities?.iotEdge, iotEdge, 'hub device capabilities.iotEdge');
   return device;
-}
-
-// withoutMetadata drops the $metadata and $version entries a twin adds to a property set.
-function withoutMetadata(properties) {
-  return Object.fromEntries(Object.entries(properties ?? {}).filter(([k]) => !k.startsWith('$')));
 }
 
 async function assertHubTwin(deviceId, want) {

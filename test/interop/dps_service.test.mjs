@@ -5,7 +5,7 @@
 //   USHER_CONNECTION_STRING  the DPS service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…)
 //   NODE_EXTRA_CA_CERTS      the server's CA file
 //
-// Expected wire behaviour: /work/shared/spec/wire/dps-service-enrollments.md. Two SDK quirks are
+// Expected wire behaviour: shared/spec/wire/dps-service-enrollments.md. Two SDK quirks are
 // worked around here, not in the server: the promise form of runBulkEnrollmentOperation never
 // settles (dist/provisioningserviceclient.js: it only calls back when a callback was passed), and
 // query.next() without an argument re-reads page 1 (dist/query.js), so tokens are passed explicitly.
@@ -14,29 +14,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import provisioning from 'azure-iot-provisioning-service';
+import { requiredEnv, runIds, body } from './common.mjs';
 
 const { ProvisioningServiceClient } = provisioning;
 
-const connectionString = process.env.USHER_CONNECTION_STRING;
-if (!connectionString) {
-  throw new Error('USHER_CONNECTION_STRING is not set; run this file through `go test ./test/interop/`');
-}
+const connectionString = requiredEnv('USHER_CONNECTION_STRING');
 
 const client = ProvisioningServiceClient.fromConnectionString(connectionString);
 
-// Every id made by this run starts with runPrefix, so reruns against the same server never collide.
-const runPrefix = `usher-it-${randomBytes(4).toString('hex')}`;
+const { newId } = runIds('it');
 const TIMEOUT = { timeout: 30_000 };
-
-function newId(tag) {
-  return `${runPrefix}-${tag}-${randomBytes(3).toString('hex')}`;
-}
-
-// The SDK's promise form resolves to {responseBody, httpResponse}; tests want the body.
-async function body(promise) {
-  const { responseBody } = await promise;
-  return responseBody;
-}
 
 // rejectsWith asserts that promise rejects with an SDK error for HTTP status (and error name, if given).
 async function rejectsWith(promise, status, name) {

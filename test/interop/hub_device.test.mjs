@@ -9,7 +9,7 @@
 //   USHER_ID_SCOPE               the ID scope devices name
 //   NODE_EXTRA_CA_CERTS          the server's CA file
 //
-// Expected wire behaviour: /work/shared/spec/wire/hub-device-mqtt.md (device side, MQTT on 8883) and
+// Expected wire behaviour: shared/spec/wire/hub-device-mqtt.md (device side, MQTT on 8883) and
 // hub-service-registry.md (service side, HTTPS on 443), and shared/spec/hub-protocol.md §3-§6.
 //
 // Direct methods are invoked with the service SDK's Client.invokeDeviceMethod. That Client is built
@@ -39,6 +39,7 @@ import symmetricKey from 'azure-iot-security-symmetric-key';
 import iothub from 'azure-iothub';
 import iotDevice from 'azure-iot-device';
 import iotDeviceMqtt from 'azure-iot-device-mqtt';
+import { requiredEnv, hostName, runIds, body, withoutMetadata } from './common.mjs';
 
 const { ProvisioningServiceClient } = provisioningService;
 const { ProvisioningDeviceClient } = provisioningDevice;
@@ -50,22 +51,6 @@ const {
 const { Mqtt: DeviceMqtt } = iotDeviceMqtt;
 const { Mqtt: ProvisioningMqtt } = provisioningMqtt;
 
-function requiredEnv(name) {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set; run this file through \`go test ./test/interop/\``);
-  }
-  return value;
-}
-
-function hostName(connectionString) {
-  const m = /(?:^|;)HostName=([^;]+)/.exec(connectionString);
-  if (!m) {
-    throw new Error(`no HostName in connection string ${connectionString.replace(/SharedAccessKey=[^;]*/, 'SharedAccessKey=…')}`);
-  }
-  return m[1];
-}
-
 const serviceConnectionString = requiredEnv('USHER_CONNECTION_STRING');
 const hubConnectionString = requiredEnv('USHER_HUB_CONNECTION_STRING');
 const idScope = requiredEnv('USHER_ID_SCOPE');
@@ -76,28 +61,12 @@ const dpsService = ProvisioningServiceClient.fromConnectionString(serviceConnect
 const registry = Registry.fromConnectionString(hubConnectionString);
 const hubService = ServiceClient.fromConnectionString(hubConnectionString);
 
-// Every id made by this run starts with runPrefix, so reruns against the same server never collide.
-const runPrefix = `usher-hub-${randomBytes(4).toString('hex')}`;
+const { runPrefix, newId } = runIds('hub');
 // Provisioning takes about a second per device; waits for pushes and deployments are bounded below.
 const TIMEOUT = { timeout: 60_000 };
 // How long a device may take to see a push, and the hub to re-evaluate a deployment.
 const PUSH_WAIT_MS = 10_000;
 const SETTLE_WAIT_MS = 10_000;
-
-function newId(tag) {
-  return `${runPrefix}-${tag}-${randomBytes(3).toString('hex')}`;
-}
-
-// The service SDKs' promise forms resolve to {responseBody, httpResponse}; tests want the body.
-async function body(promise) {
-  const { responseBody } = await promise;
-  return responseBody;
-}
-
-// withoutMetadata drops the $metadata and $version entries a twin adds to a property set.
-function withoutMetadata(properties) {
-  return Object.fromEntries(Object.entries(properties ?? {}).filter(([k]) => !k.startsWith('$')));
-}
 
 // plain turns SDK objects (Twin property bags carry an update function) into JSON data.
 function plain(value) {
