@@ -58,14 +58,14 @@ func TestHubGolden(t *testing.T) {
 		name string
 		v    any
 	}{
-		{"hub-device-edge.json", wire.FromDevice(sampleDevice())},
-		{"hub-device-disabled.json", wire.FromDevice(leaf)},
+		{"hub-device-edge.json", wire.FromDevice(sampleDevice(), hub.Connection{})},
+		{"hub-device-disabled.json", wire.FromDevice(leaf, hub.Connection{})},
 		{"hub-module.json", wire.FromModule(hub.Module{DeviceID: "cap-hub-edge-01", ID: "$edgeAgent", GenerationID: "638512345678909999",
-			ETag: "MQ==", ManagedBy: "IotEdge", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="})},
+			ETag: "MQ==", ManagedBy: "IotEdge", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="}, hub.Connection{})},
 		{"hub-module-aziot.json", wire.FromModule(hub.Module{DeviceID: "cap-hub-edge-01", ID: "m1", GenerationID: "638512345678900000",
-			ETag: "Mg==", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="})},
-		{"hub-twin.json", wire.FromTwin(sampleTwin(""), sampleDevice())},
-		{"hub-module-twin.json", wire.FromTwin(sampleTwin(hub.EdgeAgent), sampleDevice())},
+			ETag: "Mg==", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="}, hub.Connection{})},
+		{"hub-twin.json", wire.FromTwin(sampleTwin(""), sampleDevice(), hub.Connection{})},
+		{"hub-module-twin.json", wire.FromTwin(sampleTwin(hub.EdgeAgent), sampleDevice(), hub.Connection{})},
 		{"hub-bulk-result.json", wire.FromBulkDeviceErrors([]hub.BulkError{
 			{DeviceID: "dev-1", Err: fault.New(fault.Conflict, "A device with ID 'dev-1' is already registered.")},
 			{DeviceID: "dev-2", Err: fault.New(fault.PreconditionFailed, "If-Match \"x\" does not match the device's etag")},
