@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/usher-iot/usher/internal/store/postgres/pgtest"
 )
 
 // connectionView is what the presence tests read of device, twin and
@@ -40,7 +42,22 @@ func connectionViews(t *testing.T, s *testServer, args ...string) []connectionVi
 const connectedQuery = "SELECT * FROM devices WHERE connectionState = 'Connected'"
 
 func TestHubConnectionStateFollowsMQTT(t *testing.T) {
-	s := startServer(t, "--hub-hostname", "hub.usher.test")
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run("ok/"+store, func(t *testing.T) {
+			var s *testServer
+			if store == "postgres" {
+				s = startServerOn(t, pgtest.SchemaURL(t), "--hub-hostname", "hub.usher.test")
+			} else {
+				s = startServer(t, "--hub-hostname", "hub.usher.test")
+			}
+			checkConnectionState(t, s)
+		})
+	}
+}
+
+// checkConnectionState connects a device over MQTT and follows its
+// connection in device, twin and query JSON.
+func checkConnectionState(t *testing.T, s *testServer) {
 	key := provisionDevice(t, s, "online-1")
 	provisionDevice(t, s, "offline-1")
 	before := time.Now().UTC().Add(-time.Second)
