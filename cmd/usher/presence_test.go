@@ -82,6 +82,16 @@ func checkConnectionState(t *testing.T, s *testServer) {
 	if a := mustHubTime(t, "lastActivityTime", dev.LastActivityTime); a.Before(connectedAt) {
 		t.Errorf("lastActivityTime %s is before the CONNECT at %s", a, connectedAt)
 	}
+	if tk := c.Publish("devices/online-1/messages/events/", 1, false, `{"t":1}`); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("publish: %v", tk.Error())
+	}
+	after := connectionViews(t, s, "hub", "device", "show", "--device-id", "online-1")[0]
+	if a, b := mustHubTime(t, "lastActivityTime", after.LastActivityTime), mustHubTime(t, "lastActivityTime", dev.LastActivityTime); !a.After(b) {
+		t.Errorf("lastActivityTime %s did not move past %s with a message", a, b)
+	}
+	if after.ConnectionStateUpdatedTime != dev.ConnectionStateUpdatedTime {
+		t.Errorf("a message changed connectionStateUpdatedTime: %s, then %s", dev.ConnectionStateUpdatedTime, after.ConnectionStateUpdatedTime)
+	}
 	twin := connectionViews(t, s, "hub", "twin", "show", "--device-id", "online-1")[0]
 	if twin.ConnectionState != "Connected" || twin.LastActivityTime == neverTime {
 		t.Errorf("twin show after CONNECT: %+v; want Connected with a lastActivityTime", twin)
