@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -165,4 +166,35 @@ func TestPresenceAcrossNodes(t *testing.T) {
 			t.Errorf("after a clean stop: %+v, %v; want Disconnected at once", m[k], err)
 		}
 	})
+}
+
+// BenchmarkPresenceConnections reads the connections of one query batch
+// (500 identities) among 100,000 presence rows of another node.
+func BenchmarkPresenceConnections(b *testing.B) {
+	url := pgtest.SchemaURL(b)
+	n := mustPresenceNode(b, url)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `
+		INSERT INTO hub_nodes VALUES ('other', now() + interval '1 hour');
+		INSERT INTO hub_presence SELECT 'dev-' || lpad(i::text, 6, '0'), '', 'other', i % 2 = 0, now(), now()
+		FROM generate_series(1, 100000) i;
+		ANALYZE hub_presence`); err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]hub.TwinKey, 500)
+	for i := range keys {
+		keys[i] = hub.TwinKey{DeviceID: fmt.Sprintf("dev-%06d", 40000+i)}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		m, err := n.presence.Connections(ctx, keys)
+		if err != nil || len(m) != 500 {
+			b.Fatalf("%d connections, %v", len(m), err)
+		}
+	}
 }
