@@ -171,6 +171,11 @@ func serve(ctx context.Context, cfg Config, e *env) error {
 		}
 		defer relay.Close()
 		s.bus.SetRelay(relay)
+		if err := s.presence.Start(ctx); err != nil {
+			lns.close()
+			return err
+		}
+		defer s.presence.Close()
 	}
 	// After the relay starts, so that twin changes of a seeded deployment
 	// reach devices connected to other nodes.
@@ -240,6 +245,7 @@ type servers struct {
 	enrollments *dps.Service
 	hub         *hub.Service
 	bus         *hub.Bus
+	presence    *postgres.Presence // nil on SQLite: the bus is the truth
 	settings    instance.Store
 	exclusive   exclusiveRunner
 	ready       *atomic.Bool
@@ -275,7 +281,13 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	auditLog := audit.New(m.AuditStore(db), audit.Options{Logger: log, MaxAge: maxAge, MaxEntries: maxEntries})
 	dpsStore := m.DPSStore(db)
 	bus := hub.NewBus()
-	hubSvc := hub.NewService(db, hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log})
+	hubOpts := hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log}
+	var presence *postgres.Presence // several nodes: who is connected anywhere
+	if pg, ok := db.(*postgres.DB); ok {
+		presence = postgres.NewPresence(pg, bus, log, postgres.PresenceOptions{})
+		hubOpts.Presence = presence
+	}
+	hubSvc := hub.NewService(db, hubOpts)
 	registrar := dps.NewRegistrar(dpsStore, dps.RegistrarOptions{
 		IDScope: idScope, Hubs: dps.SingleHub{Hub: hubassign.Hub{Service: hubSvc}}, Skew: tokenSkew, Logger: log, Auditor: auditLog,
 	})
@@ -320,7 +332,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	}
 	return &servers{
 		log: log, tls: tlsConf, mqtt: mqttSrv, registrar: registrar, enrollments: enrollments, hub: hubSvc, ready: ready,
-		bus: bus, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns, metrics: m, audit: auditLog,
+		bus: bus, presence: presence, settings: db, exclusive: exclusiveFor(db), maxConns: maxConns, metrics: m, audit: auditLog,
 		https: &http.Server{
 			Handler:           httpapi.WithBodyTimeout(withConsole(console, api), cmp.Or(to.body, 30*time.Second)),
 			TLSConfig:         tlsConf,

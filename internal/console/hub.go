@@ -48,7 +48,11 @@ func (c *Console) devicePage(r *http.Request, s *session) (response, error) {
 	if err != nil {
 		return nil, err
 	}
-	twin, err := prettyJSON(wire.FromTwin(t, d))
+	conn, err := c.hub.Connection(r.Context(), d.ID, "")
+	if err != nil {
+		return nil, err
+	}
+	twin, err := prettyJSON(wire.FromTwin(t, d, conn))
 	if err != nil {
 		return nil, err
 	}

@@ -120,9 +120,9 @@ func listDevices(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := make([]wire.Device, len(ds))
-	for i, d := range ds {
-		out[i] = c.deviceView(d)
+	out, err := c.deviceViews(ds)
+	if err != nil {
+		return err
 	}
 	writeJSON(c.w, http.StatusOK, out)
 	return nil
@@ -133,8 +133,12 @@ func getDevice(c *call) error {
 	if err != nil {
 		return err
 	}
+	out, err := c.deviceViews([]hub.Device{d})
+	if err != nil {
+		return err
+	}
 	setETag(c, d.ETag)
-	writeJSON(c.w, http.StatusOK, c.deviceView(d))
+	writeJSON(c.w, http.StatusOK, out[0])
 	return nil
 }
 
@@ -160,8 +164,12 @@ func putDevice(c *call) error {
 	if err != nil {
 		return err
 	}
+	out, err := c.deviceViews([]hub.Device{d})
+	if err != nil {
+		return err
+	}
 	setETag(c, d.ETag)
-	writeJSON(c.w, http.StatusOK, c.deviceView(d))
+	writeJSON(c.w, http.StatusOK, out[0])
 	return nil
 }
 
@@ -204,9 +212,9 @@ func listModules(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := make([]wire.Module, len(ms))
-	for i, m := range ms {
-		out[i] = c.moduleView(m)
+	out, err := c.moduleViews(ms)
+	if err != nil {
+		return err
 	}
 	writeJSON(c.w, http.StatusOK, out)
 	return nil
@@ -217,8 +225,12 @@ func getModule(c *call) error {
 	if err != nil {
 		return err
 	}
+	out, err := c.moduleViews([]hub.Module{m})
+	if err != nil {
+		return err
+	}
 	setETag(c, m.ETag)
-	writeJSON(c.w, http.StatusOK, c.moduleView(m))
+	writeJSON(c.w, http.StatusOK, out[0])
 	return nil
 }
 
@@ -247,8 +259,12 @@ func putModule(c *call) error {
 	if err != nil {
 		return err
 	}
+	out, err := c.moduleViews([]hub.Module{m})
+	if err != nil {
+		return err
+	}
 	setETag(c, m.ETag)
-	writeJSON(c.w, http.StatusOK, c.moduleView(m))
+	writeJSON(c.w, http.StatusOK, out[0])
 	return nil
 }
 
@@ -273,29 +289,54 @@ func getTwin(c *call) error {
 	if err != nil {
 		return err
 	}
-	writeTwin(c, t, d)
+	return writeTwin(c, t, d)
+}
+
+// writeTwin renders a twin with its live connection state.
+func writeTwin(c *call, t hub.Twin, d hub.Device) error {
+	conn, err := c.api.hub.Connection(c.ctx(), t.DeviceID, t.ModuleID)
+	if err != nil {
+		return err
+	}
+	setETag(c, t.ETag)
+	writeJSON(c.w, http.StatusOK, wire.FromTwin(t, d, conn))
 	return nil
 }
 
-func writeTwin(c *call, t hub.Twin, d hub.Device) {
-	setETag(c, t.ETag)
-	out := wire.FromTwin(t, d)
-	out.ConnectionState = wire.ConnectionState(c.api.hub.Connected(t.DeviceID, t.ModuleID))
-	writeJSON(c.w, http.StatusOK, out)
+// deviceViews renders device identities with their live connection
+// states, looked up at once.
+func (c *call) deviceViews(ds []hub.Device) ([]wire.Device, error) {
+	keys := make([]hub.TwinKey, len(ds))
+	for i, d := range ds {
+		keys[i] = hub.TwinKey{DeviceID: d.ID}
+	}
+	conns, err := c.api.hub.Connections(c.ctx(), keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.Device, len(ds))
+	for i, d := range ds {
+		out[i] = wire.FromDevice(d, conns[keys[i]])
+	}
+	return out, nil
 }
 
-// deviceView renders a device identity with its live connection state.
-func (c *call) deviceView(d hub.Device) wire.Device {
-	out := wire.FromDevice(d)
-	out.ConnectionState = wire.ConnectionState(c.api.hub.Connected(d.ID, ""))
-	return out
-}
-
-// moduleView renders a module identity with its live connection state.
-func (c *call) moduleView(m hub.Module) wire.Module {
-	out := wire.FromModule(m)
-	out.ConnectionState = wire.ConnectionState(c.api.hub.Connected(m.DeviceID, m.ID))
-	return out
+// moduleViews renders module identities with their live connection
+// states, looked up at once.
+func (c *call) moduleViews(ms []hub.Module) ([]wire.Module, error) {
+	keys := make([]hub.TwinKey, len(ms))
+	for i, m := range ms {
+		keys[i] = hub.TwinKey{DeviceID: m.DeviceID, ModuleID: m.ID}
+	}
+	conns, err := c.api.hub.Connections(c.ctx(), keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.Module, len(ms))
+	for i, m := range ms {
+		out[i] = wire.FromModule(m, conns[keys[i]])
+	}
+	return out, nil
 }
 
 // patchTwin merges tags and desired properties (PATCH /twins/...).
@@ -326,8 +367,7 @@ func writeTwinWith(c *call, update func(ctx context.Context, deviceID, moduleID 
 	if err != nil {
 		return err
 	}
-	writeTwin(c, t, d)
-	return nil
+	return writeTwin(c, t, d)
 }
 
 // queryTwins answers POST /devices/query one page at a time; the

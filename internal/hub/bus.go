@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/usher-iot/usher/internal/fault"
 )
@@ -25,11 +26,25 @@ type Conn interface {
 // process: desired-property pushes, direct methods, disconnects. In a
 // multi-node deployment a Relay also carries them to the other nodes, whose
 // relays hand them to their own bus through the Local methods.
+//
+// The bus is also the one-node Presence: it remembers when each identity
+// last connected or disconnected here and its last activity.
 type Bus struct {
-	mu    sync.Mutex
-	conns map[connKey]map[Conn]struct{}
-	relay Relay
+	mu       sync.Mutex
+	conns    map[connKey]map[Conn]struct{}
+	seen     map[connKey]*seen
+	relay    Relay
+	onChange func(deviceID, moduleID string)
+	now      func() time.Time
 }
+
+// seen is what the bus remembers of an identity that connected here.
+type seen struct {
+	updated  time.Time // the last first attach or last detach
+	activity time.Time
+}
+
+var _ Presence = (*Bus)(nil)
 
 // Relay carries bus traffic to the other nodes sharing the store
 // (internal/store/postgres provides one over LISTEN/NOTIFY).
@@ -59,26 +74,128 @@ func (b *Bus) currentRelay() Relay {
 type connKey struct{ device, module string }
 
 // NewBus returns an empty bus.
-func NewBus() *Bus { return &Bus{conns: map[connKey]map[Conn]struct{}{}} }
+func NewBus() *Bus {
+	return &Bus{conns: map[connKey]map[Conn]struct{}{}, seen: map[connKey]*seen{}, now: time.Now}
+}
+
+// SetClock makes the bus read the time from now (tests). Call it before
+// the bus is used.
+func (b *Bus) SetClock(now func() time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.now = now
+}
+
+// OnPresenceChange makes the bus call fn (outside its lock, on the
+// goroutine that attached or detached) when an identity's first connection
+// here attaches or its last detaches: how a multi-node Presence learns what
+// to share. Call it before the bus is used.
+func (b *Bus) OnPresenceChange(fn func(deviceID, moduleID string)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.onChange = fn
+}
 
 // Attach registers a connection of a device (moduleID "") or module and
 // returns the function that detaches it.
 func (b *Bus) Attach(deviceID, moduleID string, c Conn) (detach func()) {
 	k := connKey{deviceID, moduleID}
 	b.mu.Lock()
-	if b.conns[k] == nil {
+	first := b.conns[k] == nil
+	if first {
 		b.conns[k] = map[Conn]struct{}{}
 	}
 	b.conns[k][c] = struct{}{}
+	now := b.now()
+	e := b.seenLocked(k)
+	e.activity = now
+	if first {
+		e.updated = now
+	}
+	notify := b.onChange
 	b.mu.Unlock()
+	if first && notify != nil {
+		notify(deviceID, moduleID)
+	}
+	var once sync.Once
 	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		delete(b.conns[k], c)
-		if len(b.conns[k]) == 0 {
-			delete(b.conns, k)
+		once.Do(func() {
+			b.mu.Lock()
+			set, ok := b.conns[k]
+			_, mine := set[c]
+			last := ok && mine && len(set) == 1
+			delete(set, c)
+			if last {
+				delete(b.conns, k)
+				b.seenLocked(k).updated = b.now()
+			}
+			notify := b.onChange
+			b.mu.Unlock()
+			if last && notify != nil {
+				notify(deviceID, moduleID)
+			}
+		})
+	}
+}
+
+func (b *Bus) seenLocked(k connKey) *seen {
+	e := b.seen[k]
+	if e == nil {
+		e = &seen{}
+		b.seen[k] = e
+	}
+	return e
+}
+
+// Touch records activity of a connected device or module (a message, a
+// twin request, a method answer): lastActivityTime.
+func (b *Bus) Touch(deviceID, moduleID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seenLocked(connKey{deviceID, moduleID}).activity = b.now()
+}
+
+// LocalConnection is the identity's connection to this process.
+func (b *Bus) LocalConnection(deviceID, moduleID string) Connection {
+	k := connKey{deviceID, moduleID}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.connectionLocked(k)
+}
+
+func (b *Bus) connectionLocked(k connKey) Connection {
+	e := b.seen[k]
+	if e == nil {
+		return Connection{}
+	}
+	return Connection{Connected: len(b.conns[k]) > 0, Updated: e.updated, LastActivity: e.activity}
+}
+
+// Connections answers from this process's connections alone (one node).
+func (b *Bus) Connections(_ context.Context, keys []TwinKey) (map[TwinKey]Connection, error) {
+	out := make(map[TwinKey]Connection, len(keys))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, k := range keys {
+		if c := b.connectionLocked(connKey{k.DeviceID, k.ModuleID}); !c.Updated.IsZero() || !c.LastActivity.IsZero() {
+			out[k] = c
 		}
 	}
+	return out, nil
+}
+
+// ActiveSince lists the identities with activity here after t, with their
+// connection: what a multi-node Presence writes out from time to time.
+func (b *Bus) ActiveSince(t time.Time) map[TwinKey]Connection {
+	out := map[TwinKey]Connection{}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, e := range b.seen {
+		if e.activity.After(t) {
+			out[TwinKey{k.device, k.module}] = b.connectionLocked(k)
+		}
+	}
+	return out
 }
 
 func (b *Bus) lookup(deviceID, moduleID string) []Conn {
@@ -157,10 +274,4 @@ func (b *Bus) LocalDisconnect(deviceID, reason string) {
 	for _, c := range all {
 		c.Close(reason)
 	}
-}
-
-// Connected reports whether a device (moduleID "") or module has a
-// connection to this server: IoT Hub's connectionState.
-func (s *Service) Connected(deviceID, moduleID string) bool {
-	return s.bus.Connected(deviceID, moduleID)
 }

@@ -155,7 +155,7 @@ func (s *Service) ApplyConfigurationContent(ctx context.Context, deviceID string
 	if err != nil {
 		return err
 	}
-	if ids := set.targeting(EdgeDeployment, TwinDoc(t, d)); len(ids) > 0 {
+	if ids := set.targeting(EdgeDeployment, TwinDoc(t, d, Connection{})); len(ids) > 0 {
 		return fault.New(fault.Invalid, "device %q is targeted by the automatic deployment %q; per-device content cannot be combined with automatic deployments", deviceID, ids[0].ID)
 	}
 	dd := DeviceDeployment{DeviceID: d.ID, GenerationID: d.GenerationID, ModulesContent: mods, Applied: s.now().UTC()}
@@ -287,7 +287,7 @@ func (s *Service) evaluateDevice(ctx context.Context, set *configSet, d Device, 
 	if nothingToEvaluate(set, d, t) {
 		return nil // nothing configures it, nothing to clean up: the common case while provisioning
 	}
-	devDoc := TwinDoc(t, d)
+	devDoc := TwinDoc(t, d, Connection{})
 	if err := s.converge(ctx, t, set, twinPlan{kinds: []ConfigurationKind{DeviceConfiguration}, adm: set.targeting(DeviceConfiguration, devDoc)}); err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (s *Service) evaluateDevice(ctx context.Context, set *configSet, d Device, 
 			wasAutomatic = appliedEdgeDeployment(set, mt)
 		}
 		if set.modules {
-			p.adm = set.targeting(ModuleConfiguration, TwinDoc(mt, d))
+			p.adm = set.targeting(ModuleConfiguration, TwinDoc(mt, d, Connection{}))
 		}
 		if err := s.converge(ctx, mt, set, p); err != nil {
 			errs = append(errs, fmt.Errorf("module %s: %w", mt.ModuleID, err))

@@ -16,6 +16,7 @@ type Service struct {
 	hostName      string
 	now           func() time.Time
 	bus           *Bus
+	presence      Presence
 	onTagsChanged func(ctx context.Context, deviceID string)
 	log           *slog.Logger
 	deployMu      sync.Mutex // serialises deployment evaluations (deploy.go)
@@ -26,18 +27,22 @@ type Options struct {
 	HostName string           // the name devices connect to (assignedHub)
 	Now      func() time.Time // time.Now when nil
 	Bus      *Bus             // connected devices; a private one when nil
+	Presence Presence         // who is connected (several nodes); Bus when nil
 	Logger   *slog.Logger     // discards when nil
 }
 
 // NewService returns the hub's use cases over store.
 func NewService(store Store, opts Options) *Service {
-	s := &Service{store: store, hostName: opts.HostName, now: opts.Now, bus: opts.Bus, log: opts.Logger}
+	s := &Service{store: store, hostName: opts.HostName, now: opts.Now, bus: opts.Bus, presence: opts.Presence, log: opts.Logger}
 	s.onTagsChanged = s.deviceChanged // deployments follow target conditions (deploy.go)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.bus == nil {
 		s.bus = NewBus()
+	}
+	if s.presence == nil {
+		s.presence = s.bus
 	}
 	if s.now == nil {
 		s.now = time.Now

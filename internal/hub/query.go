@@ -97,7 +97,7 @@ func (s *Service) Matches(ctx context.Context, cond *twinquery.Condition, device
 	if err != nil {
 		return false, err
 	}
-	return cond == nil || cond.Match(TwinDoc(t, d)), nil
+	return cond == nil || cond.Match(TwinDoc(t, d, Connection{})), nil
 }
 
 func collection(from string) (bool, error) {
@@ -114,16 +114,25 @@ func collection(from string) (bool, error) {
 const scanBatch = 500
 
 // scan calls fn with the query document of every device twin (or module
-// twin) in key order after after, until fn returns false.
+// twin) in key order after after, until fn returns false. Connection
+// states are looked up once per batch, never once per twin.
 func (s *Service) scan(ctx context.Context, modules bool, after TwinKey, fn func(map[string]any, TwinKey) bool) error {
 	for {
 		batch, err := s.store.TwinRecords(ctx, modules, after, scanBatch)
 		if err != nil {
 			return err
 		}
-		for _, r := range batch {
-			k := TwinKey{r.Twin.DeviceID, r.Twin.ModuleID}
-			if !fn(TwinDoc(r.Twin, r.Device), k) {
+		keys := make([]TwinKey, len(batch))
+		for i, r := range batch {
+			keys[i] = TwinKey{r.Twin.DeviceID, r.Twin.ModuleID}
+		}
+		conns, err := s.Connections(ctx, keys)
+		if err != nil {
+			return err
+		}
+		for i, r := range batch {
+			k := keys[i]
+			if !fn(TwinDoc(r.Twin, r.Device, conns[k]), k) {
 				return nil
 			}
 			after = k
@@ -266,16 +275,18 @@ func hubTime(t time.Time) string {
 }
 
 // TwinDoc is the query view of a twin, with the field names of IoT Hub's
-// twin JSON: what queries and target conditions match against.
-func TwinDoc(t Twin, d Device) map[string]any {
+// twin JSON: what queries and target conditions match against. Target
+// conditions are given the zero Connection (deployments follow tags and
+// properties, not who is online right now).
+func TwinDoc(t Twin, d Device, c Connection) map[string]any {
 	doc := map[string]any{
 		"deviceId":           t.DeviceID,
 		"etag":               t.ETag,
 		"deviceEtag":         d.ETag,
 		"status":             string(d.Status),
 		"statusUpdateTime":   hubTime(d.StatusUpdated),
-		"connectionState":    "Disconnected",
-		"lastActivityTime":   neverTime,
+		"connectionState":    connectionState(c.Connected),
+		"lastActivityTime":   hubTime(c.LastActivity),
 		"authenticationType": "sas",
 		"version":            t.Version,
 		"tags":               orEmpty(t.Tags),
@@ -306,6 +317,13 @@ func TwinDoc(t Twin, d Device) map[string]any {
 	}
 	doc["devices"] = doc // paths may be prefixed by the collection: devices.tags.x
 	return doc
+}
+
+func connectionState(connected bool) string {
+	if connected {
+		return "Connected"
+	}
+	return "Disconnected"
 }
 
 func orEmpty(m map[string]any) map[string]any {

@@ -106,6 +106,7 @@ func (h *hubHandler) admit(ctx context.Context, s *session, pk packets.Packet) e
 	if !ok || t.op != opTelemetry {
 		return nil
 	}
+	h.bus.Touch(s.id.id, s.id.module)
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	m := hub.Message{DeviceID: s.id.id, ModuleID: s.id.module, System: t.bag.system, Properties: t.bag.app, Body: bytes.Clone(pk.Payload)}
@@ -129,6 +130,7 @@ func (h *hubHandler) admit(ctx context.Context, s *session, pk packets.Packet) e
 // handled by admit.
 func (h *hubHandler) serve(ctx context.Context, s *session, topic string, payload []byte) {
 	t, _ := parseHubTopic(topic)
+	h.bus.Touch(s.id.id, s.id.module)
 	switch t.op {
 	case opTwinGet:
 		h.twinGet(ctx, s, t.rid)

@@ -142,12 +142,12 @@ func ConnectionState(connected bool) string {
 	return "Disconnected"
 }
 
-// FromDevice renders a device identity.
-func FromDevice(d hub.Device) Device {
+// FromDevice renders a device identity with its connection.
+func FromDevice(d hub.Device, c hub.Connection) Device {
 	out := Device{
-		DeviceID: d.ID, GenerationID: d.GenerationID, ETag: d.ETag, ConnectionState: "Disconnected",
-		ConnectionStateUpdatedTime: neverTime, Status: string(d.Status), StatusUpdatedTime: hubTime(d.StatusUpdated),
-		LastActivityTime: neverTime,
+		DeviceID: d.ID, GenerationID: d.GenerationID, ETag: d.ETag, ConnectionState: ConnectionState(c.Connected),
+		ConnectionStateUpdatedTime: hubTime(c.Updated), Status: string(d.Status), StatusUpdatedTime: hubTime(d.StatusUpdated),
+		LastActivityTime: hubTime(c.LastActivity),
 		Authentication:   sasAuthentication(d.PrimaryKey, d.SecondaryKey),
 		Capabilities:     &Capabilities{IoTEdge: d.IoTEdge}, DeviceScope: d.DeviceScope, ParentScopes: []string{},
 	}
@@ -207,12 +207,12 @@ type Module struct {
 	Authentication             *DeviceAuthentication `json:"authentication"`
 }
 
-// FromModule renders a module identity.
-func FromModule(m hub.Module) Module {
+// FromModule renders a module identity with its connection.
+func FromModule(m hub.Module, c hub.Connection) Module {
 	auth := sasAuthentication(m.PrimaryKey, m.SecondaryKey)
 	out := Module{
-		ModuleID: m.ID, DeviceID: m.DeviceID, GenerationID: m.GenerationID, ETag: m.ETag, ConnectionState: "Disconnected",
-		ConnectionStateUpdatedTime: neverTime, LastActivityTime: neverTime, Authentication: &auth,
+		ModuleID: m.ID, DeviceID: m.DeviceID, GenerationID: m.GenerationID, ETag: m.ETag, ConnectionState: ConnectionState(c.Connected),
+		ConnectionStateUpdatedTime: hubTime(c.Updated), LastActivityTime: hubTime(c.LastActivity), Authentication: &auth,
 	}
 	if m.ManagedBy != "" {
 		by := m.ManagedBy
@@ -268,11 +268,13 @@ type TwinProperties struct {
 	Reported map[string]any `json:"reported"`
 }
 
-// FromTwin renders a device twin with its device's projection.
-func FromTwin(t hub.Twin, d hub.Device) Twin {
+// FromTwin renders a device or module twin with its device's projection
+// and its connection (a twin has no connectionStateUpdatedTime,
+// hub-protocol.md §3.2).
+func FromTwin(t hub.Twin, d hub.Device, c hub.Connection) Twin {
 	out := Twin{
 		DeviceID: t.DeviceID, ModuleID: t.ModuleID, ETag: t.ETag, DeviceETag: d.ETag, Status: string(d.Status),
-		StatusUpdateTime: hubTime(d.StatusUpdated), ConnectionState: "Disconnected", LastActivityTime: neverTime,
+		StatusUpdateTime: hubTime(d.StatusUpdated), ConnectionState: ConnectionState(c.Connected), LastActivityTime: hubTime(c.LastActivity),
 		AuthenticationTyp: "sas", Version: t.Version, Tags: orEmpty(t.Tags),
 		Properties: TwinProperties{Desired: withVersion(t.Desired, t.DesiredVersion), Reported: withVersion(t.Reported, t.ReportedVersion)},
 	}

@@ -54,18 +54,22 @@ func marshalGolden(t *testing.T, name string, v any) {
 func TestHubGolden(t *testing.T) {
 	leaf := sampleDevice()
 	leaf.ID, leaf.IoTEdge, leaf.DeviceScope, leaf.Status, leaf.StatusReason = "cap-hub-dev-01", false, "", hub.Disabled, "maintenance"
+	connection := hub.Connection{Connected: true, Updated: time.Date(2025, 5, 1, 10, 0, 0, 123456700, time.UTC),
+		LastActivity: time.Date(2025, 5, 1, 10, 3, 7, 0, time.FixedZone("CEST", 2*3600))}
 	for _, tc := range []struct {
 		name string
 		v    any
 	}{
-		{"hub-device-edge.json", wire.FromDevice(sampleDevice())},
-		{"hub-device-disabled.json", wire.FromDevice(leaf)},
+		{"hub-device-edge.json", wire.FromDevice(sampleDevice(), hub.Connection{})},
+		{"hub-device-disabled.json", wire.FromDevice(leaf, hub.Connection{})},
+		{"hub-device-connected.json", wire.FromDevice(leaf, connection)},
+		{"hub-twin-connected.json", wire.FromTwin(sampleTwin(""), leaf, connection)},
 		{"hub-module.json", wire.FromModule(hub.Module{DeviceID: "cap-hub-edge-01", ID: "$edgeAgent", GenerationID: "638512345678909999",
-			ETag: "MQ==", ManagedBy: "IotEdge", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="})},
+			ETag: "MQ==", ManagedBy: "IotEdge", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="}, hub.Connection{})},
 		{"hub-module-aziot.json", wire.FromModule(hub.Module{DeviceID: "cap-hub-edge-01", ID: "m1", GenerationID: "638512345678900000",
-			ETag: "Mg==", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="})},
-		{"hub-twin.json", wire.FromTwin(sampleTwin(""), sampleDevice())},
-		{"hub-module-twin.json", wire.FromTwin(sampleTwin(hub.EdgeAgent), sampleDevice())},
+			ETag: "Mg==", PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2Nzg=", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0NTY="}, hub.Connection{})},
+		{"hub-twin.json", wire.FromTwin(sampleTwin(""), sampleDevice(), hub.Connection{})},
+		{"hub-module-twin.json", wire.FromTwin(sampleTwin(hub.EdgeAgent), sampleDevice(), hub.Connection{})},
 		{"hub-bulk-result.json", wire.FromBulkDeviceErrors([]hub.BulkError{
 			{DeviceID: "dev-1", Err: fault.New(fault.Conflict, "A device with ID 'dev-1' is already registered.")},
 			{DeviceID: "dev-2", Err: fault.New(fault.PreconditionFailed, "If-Match \"x\" does not match the device's etag")},

@@ -5,6 +5,8 @@
 // registers on one node and polls on the other; one device registering on
 // both at once ends as one device; desired updates, direct methods and
 // disconnects made through one node reach a device connected to the other;
+// a device connected to one node is Connected on the other (GET and query)
+// until it leaves or its node dies;
 // and a node killed mid-burst loses no acknowledged registration while its
 // devices retry on the other node.
 package multinode
@@ -26,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -454,6 +457,36 @@ func TestTwoNodesShareOneInstallation(t *testing.T) {
 		}
 	})
 
+	t.Run("ok/the device on A is Connected on B", func(t *testing.T) {
+		dev := c.waitConnectionState(t, clB, b, id, "Connected", 10*time.Second)
+		if dev.ConnectionStateUpdatedTime == neverTime || dev.LastActivityTime == neverTime {
+			t.Errorf("GET /devices/%s on B = %+v; want connection and activity times", id, dev)
+		}
+		var twin connectionView
+		c.hub(t, clB, b, "GET", "/twins/"+id, "", nil, &twin)
+		if twin.ConnectionState != "Connected" {
+			t.Errorf("GET /twins/%s on B: connectionState %q", id, twin.ConnectionState)
+		}
+		if got := c.connectedOn(t, clB, b); !slices.Contains(got, id) {
+			t.Errorf("query on B for connected devices = %v; want %s among them", got, id)
+		}
+	})
+
+	t.Run("ok/a device that disconnects from A is Disconnected on B", func(t *testing.T) {
+		other := "brief-on-a"
+		key := c.deviceKey(t, other)
+		if op, err := c.register(ctx, clA, a, other, key); err != nil || op.Status != "assigned" {
+			t.Fatalf("register %s: %+v, %v", other, op, err)
+		}
+		cl := connectDevice(t, a, other, key, nil)
+		c.waitConnectionState(t, clB, b, other, "Connected", 10*time.Second)
+		cl.Disconnect(0)
+		c.waitConnectionState(t, clB, b, other, "Disconnected", 10*time.Second)
+		if got := c.connectedOn(t, clB, b); slices.Contains(got, other) {
+			t.Errorf("query on B for connected devices = %v; %s has left", got, other)
+		}
+	})
+
 	t.Run("ok/deleting the device through B disconnects it from A", func(t *testing.T) {
 		c.hub(t, clB, b, "DELETE", "/devices/"+id, "", http.Header{"If-Match": {"*"}}, nil)
 		select {
@@ -467,6 +500,14 @@ func TestTwoNodesShareOneInstallation(t *testing.T) {
 func TestSIGKILLOfOneNodeLosesNothingAcknowledged(t *testing.T) {
 	c, a, b := startTwo(t)
 	clA, clB := a.client(t), b.client(t)
+	// A device connected to A, seen from B until A dies.
+	present := "present-on-a"
+	if op, err := c.register(context.Background(), clA, a, present, c.deviceKey(t, present)); err != nil || op.Status != "assigned" {
+		t.Fatalf("register %s: %+v, %v", present, op, err)
+	}
+	connectDevice(t, a, present, c.deviceKey(t, present), nil)
+	c.waitConnectionState(t, clB, b, present, "Connected", 10*time.Second)
+
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	var acked, failed []string
@@ -505,6 +546,7 @@ func TestSIGKILLOfOneNodeLosesNothingAcknowledged(t *testing.T) {
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now()
 	// Each worker stops at its first failure: the request the kill cut.
 	wg.Wait()
 	cancel()
@@ -530,4 +572,55 @@ func TestSIGKILLOfOneNodeLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged registrations survived SIGKILL of A; %d interrupted devices retried on B", len(acked), len(failed))
+
+	// The presence TTL is 10 s after A's last heartbeat (every 3 s).
+	c.waitConnectionState(t, clB, b, present, "Disconnected", 15*time.Second-time.Since(killed))
+	if got := c.connectedOn(t, clB, b); slices.Contains(got, present) {
+		t.Errorf("query on B for connected devices = %v; %s died with A", got, present)
+	}
+	t.Logf("%s shown Disconnected on B %s after SIGKILL of A", present, time.Since(killed).Round(100*time.Millisecond))
+}
+
+// neverTime is how IoT Hub renders "never".
+const neverTime = "0001-01-01T00:00:00Z"
+
+// connectionView is the connection part of device and twin JSON.
+type connectionView struct {
+	DeviceID                   string `json:"deviceId"`
+	ConnectionState            string `json:"connectionState"`
+	ConnectionStateUpdatedTime string `json:"connectionStateUpdatedTime"`
+	LastActivityTime           string `json:"lastActivityTime"`
+}
+
+// waitConnectionState asks n for the device until its connectionState is
+// want, for at most within.
+func (c *cluster) waitConnectionState(t *testing.T, cl *http.Client, n *node, id, want string, within time.Duration) connectionView {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var dev connectionView
+		c.hub(t, cl, n, "GET", "/devices/"+id, "", nil, &dev)
+		if dev.ConnectionState == want {
+			return dev
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /devices/%s on %s: connectionState %q, want %q within %s", id, n.httpsAddr, dev.ConnectionState, want, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// connectedOn asks n for the devices a query finds connected.
+func (c *cluster) connectedOn(t *testing.T, cl *http.Client, n *node) []string {
+	t.Helper()
+	var devices []connectionView
+	c.hub(t, cl, n, "POST", "/devices/query", `{"query":"SELECT * FROM devices WHERE connectionState = 'Connected'"}`, nil, &devices)
+	ids := make([]string, len(devices))
+	for i, d := range devices {
+		if d.ConnectionState != "Connected" {
+			t.Errorf("query for connected devices answered %+v", d)
+		}
+		ids[i] = d.DeviceID
+	}
+	return ids
 }

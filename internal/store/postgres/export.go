@@ -15,15 +15,21 @@ import (
 )
 
 // Tables are the tables Export writes and Import loads, in load order (a
-// table after those it references). bus_messages is left out: it holds
-// relay messages a minute old at most. A test checks this list against
-// the migrated schema, so a new table cannot be forgotten.
+// table after those it references); RuntimeTables are left out. A test
+// checks both lists against the migrated schema, so a new table cannot be
+// forgotten.
 var Tables = []string{
 	"meta", "policies",
 	"enrollments", "enrollment_tags", "enrollment_groups", "registrations", "operations",
 	"hub_devices", "hub_modules", "hub_twins", "hub_configurations", "hub_device_deployments", "hub_messages",
 	"audit_log",
 }
+
+// RuntimeTables hold what running nodes share about themselves, not
+// records: relay messages a minute old at most (bus_messages) and who is
+// connected to which live node (hub_nodes, hub_presence). A backup leaves
+// them out; a restored installation starts with nobody connected.
+var RuntimeTables = []string{"bus_messages", "hub_nodes", "hub_presence"}
 
 // identities are the identity columns whose sequences Import moves past
 // the loaded rows.
