@@ -81,10 +81,11 @@ integrity_check and then renamed to usher.db; tls/ is restored beside it.
 
 A PostgreSQL backup goes into --store postgres --postgres-url URL, whose
 Usher tables must be empty (a new database, or a new schema through
-options=-c search_path=NAME): the schema migrations run, then every row is
-loaded in one transaction. Restore needs the Usher version whose schema the
-backup has (same migrations). Sealed rows are loaded as they are: start the
-server with the secrets key of the server that was backed up.
+options=-c search_path=NAME): the schema migrations run up to the backup's,
+every row is loaded in one transaction, then the later migrations of this
+Usher run over them. A backup from a newer Usher is refused. Sealed rows are
+loaded as they are: start the server with the secrets key of the server that
+was backed up.
 
 A backup restores into the store kind it came from; SQLite to PostgreSQL
 (or back) is refused. Start the server on the restored data afterwards,

@@ -58,7 +58,7 @@ func runRestore(ctx context.Context, e *env, loc storeLocation, in string) error
 		tables, err = restoreSQLite(ctx, loc.DataDir, read("restoring"))
 	case storePostgres:
 		where = "the PostgreSQL database"
-		tables, err = restorePostgres(ctx, e, loc, read("loading"))
+		tables, err = restorePostgres(ctx, e, loc, m, read("loading"))
 	}
 	if err != nil {
 		return err
@@ -86,8 +86,10 @@ func restorable(m backup.Manifest, loc storeLocation) error {
 			return fmt.Errorf("the backup's schema (migrations %s) is not one this Usher knows (%s): restore it with the Usher version that made it (%s)", span(m.Migrations), span(known), m.UsherVersion)
 		}
 	case storePostgres:
-		if known := postgres.Migrations(); !slices.Equal(known, m.Migrations) {
-			return fmt.Errorf("the backup's schema (migrations %s) differs from this Usher's (%s): restore it with the Usher version that made it (%s), start a server on it once, then upgrade", span(m.Migrations), span(known), m.UsherVersion)
+		// An older schema is restored as it was, then migrated with its
+		// rows; a newer one needs the newer Usher.
+		if known := postgres.Migrations(); len(m.Migrations) == 0 || len(m.Migrations) > len(known) || !slices.Equal(known[:len(m.Migrations)], m.Migrations) {
+			return fmt.Errorf("the backup's schema (migrations %s) is not one this Usher knows (%s): restore it with the Usher version that made it (%s)", span(m.Migrations), span(known), m.UsherVersion)
 		}
 	default:
 		return fmt.Errorf("store %q is not sqlite or postgres", loc.Kind)
@@ -220,17 +222,21 @@ func writeNew(p string, r io.Reader, mode os.FileMode) error {
 }
 
 // restorePostgres loads the archive's tables into the database in one
-// transaction.
-func restorePostgres(ctx context.Context, e *env, loc storeLocation, r io.Reader) ([]backup.Table, error) {
-	store, err := openLocated(ctx, loc)
+// transaction, into the schema the backup was taken from (its last
+// migration), then opens the store again so the rest of this build's
+// migrations run over the loaded rows.
+func restorePostgres(ctx context.Context, e *env, loc storeLocation, m backup.Manifest, r io.Reader) ([]backup.Table, error) {
+	if loc.PostgresURL == "" {
+		return nil, fmt.Errorf("--store postgres needs --postgres-url (or USHER_POSTGRES_URL)")
+	}
+	if loc.keyErr != nil {
+		return nil, loc.keyErr
+	}
+	db, err := postgres.Open(ctx, loc.PostgresURL, postgres.Options{SecretsKey: loc.SecretsKey, MigrateUpTo: m.Migrations[len(m.Migrations)-1]})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("PostgreSQL store: %w", err)
 	}
-	defer store.Close()
-	db, ok := store.(*postgres.DB)
-	if !ok {
-		return nil, fmt.Errorf("--store postgres opened a %T", store)
-	}
+	defer db.Close()
 	counts, err := db.Import(ctx, func(load postgres.Loader) error {
 		_, err := backup.Unpack(r, func(mem backup.Member, body io.Reader) error {
 			table, ok := strings.CutSuffix(strings.TrimPrefix(mem.Name, "postgres/"), ".copy")
@@ -244,6 +250,14 @@ func restorePostgres(ctx context.Context, e *env, loc storeLocation, r io.Reader
 	})
 	if err != nil {
 		return nil, fmt.Errorf("restore: nothing was loaded: %w", err)
+	}
+	if known := postgres.Migrations(); len(m.Migrations) < len(known) {
+		migrated, err := postgres.Open(ctx, loc.PostgresURL, postgres.Options{SecretsKey: loc.SecretsKey})
+		if err != nil {
+			return nil, fmt.Errorf("restore: the rows are loaded, but migrating them from %s to %s failed (start the server to retry): %w", m.Migrations[len(m.Migrations)-1], known[len(known)-1], err)
+		}
+		migrated.Close()
+		fmt.Fprintf(e.stdout, "Migrated the restored schema from %s to %s.\n", m.Migrations[len(m.Migrations)-1], known[len(known)-1])
 	}
 	// Sealed rows load without the key; say now if the server will not
 	// read them with the key given.

@@ -98,7 +98,7 @@ func TestEnrollmentIndexBackfill(t *testing.T) {
 					DELETE FROM schema_migrations WHERE version = '0006_enrollment_index'`); err != nil {
 					t.Fatal(err)
 				}
-				if err := db.migrate(ctx); err != nil {
+				if err := db.migrate(ctx, ""); err != nil {
 					t.Fatal(err)
 				}
 				var unindexed int

@@ -14,6 +14,7 @@ import (
 	"embed"
 	"errors"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,6 +43,11 @@ type Options struct {
 	// SecretsKey (SecretsKeySize bytes), when set, seals every record
 	// body and setting written with AES-256-GCM; see secrets.go.
 	SecretsKey []byte
+	// MigrateUpTo, when set, stops the schema at that migration (one of
+	// Migrations()) and skips the data fixes that need the latest schema:
+	// a restore loads an older backup into the schema it was taken from,
+	// then opens the store again normally to migrate it with its rows.
+	MigrateUpTo string
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value
@@ -66,9 +72,16 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, fault.Wrap(fault.Unavailable, err, "connect to PostgreSQL")
 	}
 	db := &DB{pool: pool, secrets: sec}
-	if err := db.migrate(ctx); err != nil {
+	if opts.MigrateUpTo != "" && !slices.Contains(Migrations(), opts.MigrateUpTo) {
+		pool.Close()
+		return nil, fault.New(fault.Invalid, "migration %q is not one of this build's", opts.MigrateUpTo)
+	}
+	if err := db.migrate(ctx, opts.MigrateUpTo); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if opts.MigrateUpTo != "" {
+		return db, nil
 	}
 	if err := db.indexOlderEnrollments(ctx); err != nil {
 		pool.Close()
@@ -84,10 +97,11 @@ func (db *DB) Close() error {
 }
 
 // migrate applies every embedded migration not yet recorded in
-// schema_migrations, all in one transaction that first takes an advisory
-// lock: a node that starts while another migrates waits, then finds the
-// versions recorded and applies nothing.
-func (db *DB) migrate(ctx context.Context) error {
+// schema_migrations (up to and including upTo, when it is set), all in one
+// transaction that first takes an advisory lock: a node that starts while
+// another migrates waits, then finds the versions recorded and applies
+// nothing.
+func (db *DB) migrate(ctx context.Context, upTo string) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "list migrations")
@@ -102,6 +116,9 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		for _, name := range names {
 			version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+			if upTo != "" && version > upTo {
+				break
+			}
 			var done bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, version).Scan(&done); err != nil {
 				return err

@@ -99,6 +99,11 @@ func (db *DB) Export(ctx context.Context, open func(table string) (io.WriteClose
 // and returns how many it loaded.
 type Loader func(table string, r io.Reader) (int64, error)
 
+// loaded reports whether counts has table.
+func loaded(counts []TableCount, table string) bool {
+	return slices.ContainsFunc(counts, func(c TableCount) bool { return c.Name == table })
+}
+
 // Import loads an export into this store in one transaction: fill calls
 // load once per table, in Tables order; tables it skips stay empty. When
 // fill and the loads succeed the identity sequences are moved past the
@@ -110,6 +115,14 @@ func (db *DB) Import(ctx context.Context, fill func(load Loader) error) ([]Table
 	var counts []TableCount
 	err := db.tx(ctx, func(tx pgx.Tx) error {
 		for _, t := range Tables {
+			// An older schema (MigrateUpTo) may not have every table yet.
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				continue
+			}
 			var used bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+`)`).Scan(&used); err != nil {
 				return err
@@ -140,7 +153,7 @@ func (db *DB) Import(ctx context.Context, fill func(load Loader) error) ([]Table
 		}
 		for _, t := range Tables {
 			col, ok := identities[t]
-			if !ok {
+			if !ok || !loaded(counts, t) { // a table not loaded keeps its fresh sequence
 				continue
 			}
 			q := fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%s', '%s'), COALESCE(MAX(%s), 0) + 1, false) FROM %s`, t, col, col, t)
