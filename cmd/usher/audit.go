@@ -21,11 +21,15 @@ func auditCommand(e *env) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "audit [--since DURATION|TIME] [--kind KIND] [--registration-id ID] [--top N] [--json]",
-		Short: "Show the audit log: enrollment, group and policy changes and refused devices",
+		Short: "Show the audit log: enrollment, group, policy and hub changes and refused devices",
 		Long: `Show Usher's audit log, newest first: every create, update and delete of an
-individual enrollment, an enrollment group or a shared access policy (who,
-what, when, etags before and after), and every device registration that was
-refused, with the reason in plain words. Devices are only ever told Azure's
+individual enrollment, an enrollment group or a shared access policy, and
+every change made through the hub's service API to devices, modules, twins
+(tags and desired properties) and configurations (who, what, when, etags
+before and after), and every device registration that was refused, with
+the reason in plain words. What devices do themselves (reported
+properties) and what the hub does on its own (provisioning, deployments)
+is not recorded. Devices are only ever told Azure's
 generic 401; the reason here is for the operator. The tracking ID is the
 trackingId of the error the device got, and appears in the server's log line
 for that request. Entries never hold key material.
@@ -38,6 +42,7 @@ entries for --audit-max-age (90 days by default) and at most
 ` + connectionHelp,
 		Example: `  usher audit
   usher audit --since 24h --kind attestation
+  usher audit --kind twin --registration-id sensor-0042
   usher audit --registration-id dev-001 --json
   usher audit --since 2026-11-25T00:00:00Z --top 1000`,
 		Args: cobra.NoArgs,
@@ -45,7 +50,7 @@ entries for --audit-max-age (90 days by default) and at most
 			if q.Kind != "" {
 				k, ok := audit.ParseKind(q.Kind)
 				if !ok {
-					return fmt.Errorf("--kind %q is not one of enrollment, group, policy, attestation", q.Kind)
+					return fmt.Errorf("--kind %q is not one of %s", q.Kind, audit.KindNames())
 				}
 				q.Kind = string(k)
 			}
@@ -72,8 +77,8 @@ entries for --audit-max-age (90 days by default) and at most
 	c.conn.register(cmd.Flags())
 	fs := cmd.Flags()
 	fs.StringVar(&q.Since, "since", "", "only entries since this time: a duration before now (90m, 24h) or an RFC 3339 time")
-	fs.StringVar(&q.Kind, "kind", "", "only entries of this kind: enrollment, group, policy or attestation")
-	fs.StringVar(&q.RegistrationID, "registration-id", "", "only entries about this registration ID (or group ID, or policy name)")
+	fs.StringVar(&q.Kind, "kind", "", "only entries of this kind: "+audit.KindNames())
+	fs.StringVar(&q.RegistrationID, "registration-id", "", "only entries about this registration ID (or group ID, policy name, device ID, device/module, or configuration ID)")
 	fs.IntVar(&q.Top, "top", defaultAuditTop, "show at most this many entries")
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	return cmd

@@ -281,7 +281,7 @@ func newServers(cfg Config, db store, idScope string, endpoints instance.Endpoin
 	auditLog := audit.New(m.AuditStore(db), audit.Options{Logger: log, MaxAge: maxAge, MaxEntries: maxEntries})
 	dpsStore := m.DPSStore(db)
 	bus := hub.NewBus()
-	hubOpts := hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log}
+	hubOpts := hub.Options{HostName: cfg.HubHostName(), Bus: bus, Logger: log, Auditor: auditLog.Hub()}
 	var presence *postgres.Presence // several nodes: who is connected anywhere
 	if pg, ok := db.(*postgres.DB); ok {
 		presence = postgres.NewPresence(pg, bus, log, postgres.PresenceOptions{})

@@ -1,7 +1,9 @@
 // Package audit is the operator's append-only record of what changed and
 // who was refused: every create, update and delete of an individual
-// enrollment, an enrollment group or a shared access policy (who, what,
-// when, etags before and after), and every device the registrar refused
+// enrollment, an enrollment group or a shared access policy, and every
+// operator's change to the built-in hub's devices, modules, twins and
+// configurations (who, what, when, etags before and after), and every
+// device the registrar refused
 // (registration ID, ID scope, transport, source address, time, and the
 // reason in plain words, which the device itself never sees). Entries never
 // hold key material.
@@ -26,10 +28,24 @@ const (
 	Group       Kind = "group"
 	Policy      Kind = "policy"
 	Attestation Kind = "attestation"
+	// The built-in hub's records, as operators change them.
+	Device        Kind = "device"
+	Module        Kind = "module"
+	Twin          Kind = "twin"
+	Configuration Kind = "configuration"
 )
 
 // Kinds lists every kind, in the order help texts name them.
-var Kinds = []Kind{Enrollment, Group, Policy, Attestation}
+var Kinds = []Kind{Enrollment, Group, Policy, Attestation, Device, Module, Twin, Configuration}
+
+// KindNames lists the kinds for messages: "enrollment, group, …".
+func KindNames() string {
+	names := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}
 
 // ParseKind accepts a kind's name in any case ("enrollment-group" and
 // "enrollmentgroup" name groups too).
@@ -43,6 +59,14 @@ func ParseKind(s string) (Kind, bool) {
 		return Policy, true
 	case "attestation", "attestations":
 		return Attestation, true
+	case "device", "devices":
+		return Device, true
+	case "module", "modules":
+		return Module, true
+	case "twin", "twins":
+		return Twin, true
+	case "configuration", "configurations", "deployment", "deployments":
+		return Configuration, true
 	}
 	return "", false
 }

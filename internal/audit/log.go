@@ -3,11 +3,13 @@ package audit
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/usher-iot/usher/internal/dps"
+	"github.com/usher-iot/usher/internal/hub"
 )
 
 // Retention defaults: entries are kept 90 days, and at most a million of
@@ -100,6 +102,24 @@ func (l *Log) Changed(ctx context.Context, c dps.Change) {
 	e := Entry{Kind: k, Action: c.Action, Subject: c.ID, ETagBefore: c.ETagBefore, ETagAfter: c.ETagAfter}
 	if err := l.Record(context.WithoutCancel(ctx), e); err != nil {
 		l.log.ErrorContext(ctx, "audit: recording a change failed", "kind", k, "action", c.Action, "subject", c.ID, "err", err)
+	}
+}
+
+// Hub returns the log as the hub's auditor (hub.Auditor).
+func (l *Log) Hub() hub.Auditor { return hubAuditor{l} }
+
+type hubAuditor struct{ l *Log }
+
+// Changed implements hub.Auditor: it records the change before returning.
+func (a hubAuditor) Changed(ctx context.Context, c hub.Change) {
+	k, ok := ParseKind(c.Kind)
+	if !ok {
+		k = Kind(c.Kind)
+	}
+	// Stored bare, as the DPS changes' etags are; the API quotes them all.
+	e := Entry{Kind: k, Action: c.Action, Subject: c.ID, ETagBefore: strings.Trim(c.ETagBefore, `"`), ETagAfter: strings.Trim(c.ETagAfter, `"`), Detail: c.Detail}
+	if err := a.l.Record(context.WithoutCancel(ctx), e); err != nil {
+		a.l.log.ErrorContext(ctx, "audit: recording a hub change failed", "kind", k, "action", c.Action, "subject", c.ID, "err", err)
 	}
 }
 

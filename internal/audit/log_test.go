@@ -122,12 +122,15 @@ func TestChangedTakesWhoFromTheOrigin(t *testing.T) {
 
 func TestParseKind(t *testing.T) {
 	for in, want := range map[string]audit.Kind{"enrollment": audit.Enrollment, "Enrollment-Group": audit.Group, "groups": audit.Group,
-		"POLICY": audit.Policy, "attestation": audit.Attestation} {
+		"POLICY": audit.Policy, "attestation": audit.Attestation, "device": audit.Device, "Modules": audit.Module, "twin": audit.Twin,
+		"configuration": audit.Configuration, "deployments": audit.Configuration} {
 		if got, ok := audit.ParseKind(in); !ok || got != want {
 			t.Errorf("ParseKind(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
-	if _, ok := audit.ParseKind("device"); ok {
-		t.Errorf("ParseKind(device) accepted")
+	for _, bad := range []string{"registration", "", "devicee"} {
+		if _, ok := audit.ParseKind(bad); ok {
+			t.Errorf("ParseKind(%q) accepted", bad)
+		}
 	}
 }

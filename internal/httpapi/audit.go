@@ -70,7 +70,7 @@ func auditQuery(r *http.Request, now time.Time) (audit.Query, error) {
 	if s := v.Get("kind"); s != "" {
 		k, ok := audit.ParseKind(s)
 		if !ok {
-			return q, fault.New(fault.Invalid, "kind %q is not one of enrollment, group, policy, attestation", s)
+			return q, fault.New(fault.Invalid, "kind %q is not one of %s", s, audit.KindNames())
 		}
 		q.Kind = k
 	}

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -490,6 +491,11 @@ func (s *Service) PutConfiguration(ctx context.Context, c Configuration, ifMatch
 		}
 	}
 	s.configurationsChanged(ctx, nil)
+	ch := Change{Kind: ChangeConfiguration, ID: c.ID, Action: "create", ETagAfter: c.ETag, Detail: fmt.Sprintf("priority %d, target condition %q", c.Priority, c.TargetCondition)}
+	if old.ETag != "" {
+		ch.Action, ch.ETagBefore = "update", old.ETag
+	}
+	s.audit.Changed(ctx, ch)
 	return s.measure(ctx, c)
 }
 
@@ -521,6 +527,7 @@ func (s *Service) DeleteConfiguration(ctx context.Context, id, ifMatch string) e
 		return err
 	}
 	s.configurationsChanged(ctx, &old)
+	s.audit.Changed(ctx, Change{Kind: ChangeConfiguration, ID: id, Action: "delete", ETagBefore: old.ETag})
 	return nil
 }
 

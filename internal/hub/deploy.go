@@ -162,6 +162,7 @@ func (s *Service) ApplyConfigurationContent(ctx context.Context, deviceID string
 	if err := s.store.PutDeviceDeployment(ctx, dd); err != nil {
 		return err
 	}
+	s.audit.Changed(ctx, Change{Kind: ChangeDevice, ID: d.ID, Action: "update", Detail: fmt.Sprintf("applied configuration content for %d modules", len(mods))})
 	return s.evaluateDevice(context.WithoutCancel(ctx), set, d, t) // stored: finish even if the caller leaves
 }
 

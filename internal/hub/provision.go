@@ -18,6 +18,7 @@ type Service struct {
 	bus           *Bus
 	presence      Presence
 	onTagsChanged func(ctx context.Context, deviceID string)
+	audit         Auditor
 	log           *slog.Logger
 	deployMu      sync.Mutex // serialises deployment evaluations (deploy.go)
 }
@@ -28,12 +29,16 @@ type Options struct {
 	Now      func() time.Time // time.Now when nil
 	Bus      *Bus             // connected devices; a private one when nil
 	Presence Presence         // who is connected (several nodes); Bus when nil
+	Auditor  Auditor          // told of operators' changes; nil records nothing
 	Logger   *slog.Logger     // discards when nil
 }
 
 // NewService returns the hub's use cases over store.
 func NewService(store Store, opts Options) *Service {
-	s := &Service{store: store, hostName: opts.HostName, now: opts.Now, bus: opts.Bus, presence: opts.Presence, log: opts.Logger}
+	s := &Service{store: store, hostName: opts.HostName, now: opts.Now, bus: opts.Bus, presence: opts.Presence, audit: opts.Auditor, log: opts.Logger}
+	if s.audit == nil {
+		s.audit = nopAuditor{}
+	}
 	s.onTagsChanged = s.deviceChanged // deployments follow target conditions (deploy.go)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -180,7 +180,17 @@ func (s *Service) createDevice(ctx context.Context, spec DeviceSpec, twin TwinPa
 		return Device{}, err
 	}
 	s.identityChanged(ctx, d.ID)
+	s.audit.Changed(ctx, Change{Kind: ChangeDevice, ID: d.ID, Action: "create", ETagAfter: d.ETag, Detail: deviceDetail(id.Device)})
 	return id.Device, nil
+}
+
+// deviceDetail describes a device identity for the audit log, without keys.
+func deviceDetail(d Device) string {
+	detail := "status " + string(d.Status)
+	if d.IoTEdge {
+		detail += ", IoT Edge"
+	}
+	return detail
 }
 
 // UpdateDevice changes a device identity (PUT /devices/{id} with If-Match):
@@ -239,6 +249,7 @@ func (s *Service) UpdateDevice(ctx context.Context, spec DeviceSpec, ifMatch str
 			s.bus.Disconnect(d.ID, "the device is disabled")
 		}
 		s.identityChanged(ctx, d.ID)
+		s.audit.Changed(ctx, Change{Kind: ChangeDevice, ID: d.ID, Action: "update", ETagBefore: old, ETagAfter: d.ETag, Detail: deviceDetail(d)})
 		return d, nil
 	}
 }
@@ -262,6 +273,7 @@ func (s *Service) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 		return err
 	}
 	s.bus.Disconnect(id, "the device was deleted")
+	s.audit.Changed(ctx, Change{Kind: ChangeDevice, ID: id, Action: "delete", ETagBefore: etag})
 	return nil
 }
 
@@ -347,6 +359,7 @@ func (s *Service) CreateModule(ctx context.Context, spec ModuleSpec) (Module, er
 		return Module{}, err
 	}
 	s.identityChanged(ctx, m.DeviceID) // a new module twin gets its deployment content now
+	s.audit.Changed(ctx, Change{Kind: ChangeModule, ID: subject(m.DeviceID, m.ID), Action: "create", ETagAfter: m.ETag})
 	return m, nil
 }
 
@@ -389,7 +402,11 @@ func (s *Service) UpdateModule(ctx context.Context, spec ModuleSpec, ifMatch str
 		if fault.Is(err, fault.NotFound) {
 			return Module{}, s.missing(ctx, spec.DeviceID, spec.ID)
 		}
-		return m, err
+		if err != nil {
+			return Module{}, err
+		}
+		s.audit.Changed(ctx, Change{Kind: ChangeModule, ID: subject(m.DeviceID, m.ID), Action: "update", ETagBefore: old, ETagAfter: m.ETag})
+		return m, nil
 	}
 }
 
@@ -414,6 +431,7 @@ func (s *Service) DeleteModule(ctx context.Context, deviceID, moduleID, ifMatch 
 	for _, c := range s.bus.lookup(deviceID, moduleID) {
 		c.Close("the module was deleted")
 	}
+	s.audit.Changed(ctx, Change{Kind: ChangeModule, ID: subject(deviceID, moduleID), Action: "delete", ETagBefore: etag})
 	return nil
 }
 

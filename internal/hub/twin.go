@@ -173,7 +173,9 @@ const maxTwinAttempts = 8
 // twin (moduleID "") or module twin, as PATCH /twins does. ifMatch is the
 // request's If-Match ("" or "*" for none).
 func (s *Service) PatchTwin(ctx context.Context, deviceID, moduleID string, patch TwinPatch, ifMatch string) (Twin, error) {
-	return s.updateTwin(ctx, deviceID, moduleID, ifMatch, func(t *Twin) (TwinChange, error) {
+	var before string
+	t, err := s.updateTwin(ctx, deviceID, moduleID, ifMatch, func(t *Twin) (TwinChange, error) {
+		before = t.ETag
 		ch := TwinChange{}
 		if patch.Tags != nil {
 			t.Tags = MergePatch(t.Tags, patch.Tags)
@@ -185,15 +187,40 @@ func (s *Service) PatchTwin(ctx context.Context, deviceID, moduleID string, patc
 		}
 		return ch, nil
 	})
+	if err == nil {
+		s.audit.Changed(ctx, Change{Kind: ChangeTwin, ID: subject(deviceID, moduleID), Action: "update", ETagBefore: before, ETagAfter: t.ETag, Detail: patched("patched", patch)})
+	}
+	return t, err
+}
+
+// patched says which collections a twin write touched.
+func patched(verb string, p TwinPatch) string {
+	var parts []string
+	if p.Tags != nil {
+		parts = append(parts, "tags")
+	}
+	if p.Desired != nil {
+		parts = append(parts, "desired properties")
+	}
+	if len(parts) == 0 {
+		return verb + " nothing"
+	}
+	return verb + " " + strings.Join(parts, " and ")
 }
 
 // ReplaceTwin replaces the tags and desired properties wholesale (PUT
 // /twins); reported properties are untouched.
 func (s *Service) ReplaceTwin(ctx context.Context, deviceID, moduleID string, patch TwinPatch, ifMatch string) (Twin, error) {
-	return s.updateTwin(ctx, deviceID, moduleID, ifMatch, func(t *Twin) (TwinChange, error) {
+	var before string
+	t, err := s.updateTwin(ctx, deviceID, moduleID, ifMatch, func(t *Twin) (TwinChange, error) {
+		before = t.ETag
 		t.Tags, t.Desired = withoutMeta(patch.Tags), withoutMeta(patch.Desired)
 		return TwinChange{TagsChanged: true, Desired: t.Desired}, nil
 	})
+	if err == nil {
+		s.audit.Changed(ctx, Change{Kind: ChangeTwin, ID: subject(deviceID, moduleID), Action: "update", ETagBefore: before, ETagAfter: t.ETag, Detail: "replaced tags and desired properties"})
+	}
+	return t, err
 }
 
 // PatchReported merges a device's reported-properties patch into its twin
