@@ -25,6 +25,7 @@ func TestImportGraph(t *testing.T) {
 		{"internal/twinquery", append(transportOrStore, mod+"internal/dps", mod+"internal/fault")},
 		{"internal/fault", []string{mod}},
 		{"internal/syncbuf", []string{mod}},
+		{"internal/store/schema", []string{mod, "database/sql"}},
 		{"internal/throttle", append(transportOrStore, mod+"internal/dps", mod+"internal/hub")},
 		{"internal/audit", transportOrStore},
 		{"internal/seed", transportOrStore},

@@ -13,15 +13,13 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"io/fs"
 	"slices"
-	"sort"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/store/schema"
 )
 
 //go:embed migrations/*.sql
@@ -102,11 +100,10 @@ func (db *DB) Close() error {
 // another migrates waits, then finds the versions recorded and applies
 // nothing.
 func (db *DB) migrate(ctx context.Context, upTo string) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	ms, err := schema.Migrations(migrations, "migrations")
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "list migrations")
 	}
-	sort.Strings(names)
 	return db.tx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
 			return err
@@ -114,8 +111,8 @@ func (db *DB) migrate(ctx context.Context, upTo string) error {
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
 			return err
 		}
-		for _, name := range names {
-			version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		for _, m := range ms {
+			version := m.Version
 			if upTo != "" && version > upTo {
 				break
 			}
@@ -126,7 +123,7 @@ func (db *DB) migrate(ctx context.Context, upTo string) error {
 			if done {
 				continue
 			}
-			body, err := migrations.ReadFile(name)
+			body, err := migrations.ReadFile(m.Path)
 			if err != nil {
 				return err
 			}

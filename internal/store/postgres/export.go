@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
-	"sort"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/store/schema"
 )
 
 // Tables are the tables Export writes and Import loads, in load order (a
@@ -49,13 +47,8 @@ type ExportReport struct {
 
 // Migrations lists the schema migrations this build knows, in order.
 func Migrations() []string {
-	names, _ := fs.Glob(migrations, "migrations/*.sql") // a valid constant pattern
-	sort.Strings(names)
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = strings.TrimSuffix(strings.TrimPrefix(n, "migrations/"), ".sql")
-	}
-	return out
+	ms, _ := schema.Migrations(migrations, "migrations") // a valid constant pattern
+	return schema.Versions(ms)
 }
 
 // Export writes every table of Tables, in PostgreSQL's COPY text format, to

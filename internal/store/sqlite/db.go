@@ -9,14 +9,12 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"runtime"
-	"sort"
-	"strings"
 	"sync"
 
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/store/schema"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -86,14 +84,12 @@ func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
 		return fault.Wrap(fault.Internal, err, "create migrations table")
 	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	ms, err := schema.Migrations(migrations, "migrations")
 	if err != nil {
 		return fault.Wrap(fault.Internal, err, "list migrations")
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
-		if err := db.apply(ctx, name, version); err != nil {
+	for _, m := range ms {
+		if err := db.apply(ctx, m.Path, m.Version); err != nil {
 			return err
 		}
 	}

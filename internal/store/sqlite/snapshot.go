@@ -3,13 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"io/fs"
 	"net/url"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/usher-iot/usher/internal/fault"
+	"github.com/usher-iot/usher/internal/store/schema"
 )
 
 // Snapshot writes a consistent copy of the database to path, which must
@@ -113,11 +112,6 @@ func column(ctx context.Context, conn *sql.DB, q string) ([]string, error) {
 
 // Migrations lists the schema migrations this build knows, in order.
 func Migrations() []string {
-	names, _ := fs.Glob(migrations, "migrations/*.sql") // a valid constant pattern
-	sort.Strings(names)
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = strings.TrimSuffix(strings.TrimPrefix(n, "migrations/"), ".sql")
-	}
-	return out
+	ms, _ := schema.Migrations(migrations, "migrations") // a valid constant pattern
+	return schema.Versions(ms)
 }
