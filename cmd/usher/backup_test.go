@@ -29,7 +29,6 @@ func usherIn(t testing.TB, env map[string]string, args ...string) (string, strin
 type hubIdentity struct {
 	DeviceID     string `json:"deviceId"`
 	GenerationID string `json:"generationId"`
-	ETag         string `json:"etag"`
 	Auth         struct {
 		SymmetricKey struct {
 			PrimaryKey string `json:"primaryKey"`

@@ -516,8 +516,16 @@ func TestObservabilitySettings(t *testing.T) {
 // properties) is not an operator's change and is not recorded.
 func TestAuditLogHub(t *testing.T) {
 	s := startServer(t)
-	dev := mustDecode[hubIdentity](t, s.mustUsher(t, "hub", "device", "create", "--device-id", "audited-dev"))
-	disabled := mustDecode[hubIdentity](t, s.mustUsher(t, "hub", "device", "update", "--device-id", "audited-dev", "--status", "disabled"))
+	type device struct {
+		ETag string `json:"etag"`
+		Auth struct {
+			SymmetricKey struct {
+				PrimaryKey string `json:"primaryKey"`
+			} `json:"symmetricKey"`
+		} `json:"authentication"`
+	}
+	dev := mustDecode[device](t, s.mustUsher(t, "hub", "device", "create", "--device-id", "audited-dev"))
+	disabled := mustDecode[device](t, s.mustUsher(t, "hub", "device", "update", "--device-id", "audited-dev", "--status", "disabled"))
 	s.mustUsher(t, "hub", "twin", "update", "--device-id", "audited-dev", "--tags", `{"environment":"audit"}`)
 	s.mustUsher(t, "hub", "deployment", "create", "--deployment-id", "audited-deployment", "--target-condition", "tags.environment='audit'", "--priority", "3",
 		"--content", `{"modulesContent":{"$edgeAgent":{"properties.desired":{"schemaVersion":"1.1","runtime":{"type":"docker","settings":{}},"systemModules":{},"modules":{}}},"$edgeHub":{"properties.desired":{"schemaVersion":"1.1","routes":{},"storeAndForwardConfiguration":{"timeToLiveSecs":7200}}}}}`)

@@ -164,8 +164,8 @@ func TestSeedServe(t *testing.T) {
 			t.Errorf("the log does not say all 6 records were unchanged:\n%s", s.Stderr.String())
 		}
 		audit := s.mustUsher(t, "audit", "--json")
-		if n := strings.Count(audit, `"seed"`); n != 5 {
-			t.Errorf("audit log has %d entries from the seed file, want 5 (the first start's creations; the restart adds none):\n%s", n, audit)
+		if n := strings.Count(audit, `"seed"`); n != 6 {
+			t.Errorf("audit log has %d entries from the seed file, want 6 (the first start's creations, the deployment's included; the restart adds none):\n%s", n, audit)
 		}
 	})
 
