@@ -138,43 +138,45 @@ func queryText(kind Kind, where string) string {
 }
 
 func fetchPage(ctx context.Context, cl *client.Client, r *Retry, kind Kind, q Query, size int, token string) (Page, error) {
-	page := Page{Kind: kind, Token: token}
 	text := queryText(kind, q.Where)
+	var page Page
 	var err error
 	if kind == KindEnrollment {
-		type result struct {
-			items []wire.IndividualEnrollment
-			next  string
-		}
-		var res result
-		res, err = call(ctx, r, func(ctx context.Context) (result, error) {
-			items, next, err := cl.QueryEnrollments(ctx, text, size, token)
-			return result{items, next}, err
-		})
-		for _, e := range res.items {
-			page.Records = append(page.Records, EnrollmentRecord(e))
-		}
-		page.Next = res.next
+		page, err = queryPage(ctx, r, func(ctx context.Context) ([]wire.IndividualEnrollment, string, error) {
+			return cl.QueryEnrollments(ctx, text, size, token)
+		}, EnrollmentRecord)
 	} else {
-		type result struct {
-			items []wire.EnrollmentGroup
-			next  string
-		}
-		var res result
-		res, err = call(ctx, r, func(ctx context.Context) (result, error) {
-			items, next, err := cl.QueryGroups(ctx, text, size, token)
-			return result{items, next}, err
-		})
-		for _, g := range res.items {
-			page.Records = append(page.Records, GroupRecord(g))
-		}
-		page.Next = res.next
+		page, err = queryPage(ctx, r, func(ctx context.Context) ([]wire.EnrollmentGroup, string, error) {
+			return cl.QueryGroups(ctx, text, size, token)
+		}, GroupRecord)
 	}
 	if err != nil {
 		return Page{}, fmt.Errorf("query %s: %w", kind, err)
 	}
+	page.Kind, page.Token = kind, token
 	for i := range page.Records {
 		page.Records[i].normalize(false)
+	}
+	return page, nil
+}
+
+// queryPage runs one query-page request of either kind with retries and
+// turns its items into records.
+func queryPage[T any](ctx context.Context, r *Retry, query func(context.Context) ([]T, string, error), record func(T) Record) (Page, error) {
+	type result struct {
+		items []T
+		next  string
+	}
+	res, err := call(ctx, r, func(ctx context.Context) (result, error) {
+		items, next, err := query(ctx)
+		return result{items, next}, err
+	})
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{Next: res.next, Records: make([]Record, 0, len(res.items))}
+	for _, it := range res.items {
+		page.Records = append(page.Records, record(it))
 	}
 	return page, nil
 }
