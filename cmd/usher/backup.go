@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -106,22 +105,6 @@ with the same --hostname and --hub-hostname as before.`,
 	return cmd
 }
 
-// archiveUsherVersion is the version recorded in a manifest: the module
-// version and VCS revision the binary was built from, when known.
-func archiveUsherVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			v += " " + s.Value
-		}
-	}
-	return v
-}
-
 func runBackup(ctx context.Context, e *env, loc storeLocation, out string) error {
 	start := time.Now()
 	p := newProgress(e.stderr)
@@ -131,7 +114,7 @@ func runBackup(ctx context.Context, e *env, loc storeLocation, out string) error
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer os.RemoveAll(stage)
-	m := backup.Manifest{UsherVersion: archiveUsherVersion(), Store: loc.Kind, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	m := backup.Manifest{UsherVersion: currentVersion().short(), Store: loc.Kind, CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	var names []string
 	switch loc.Kind {
 	case storeSQLite:

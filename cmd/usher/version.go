@@ -79,6 +79,15 @@ func currentVersion() versionInfo {
 	return buildVersion(linkerStamp{version, commit, buildDate}, bi, ok)
 }
 
+// short is the version and full commit, as a backup's manifest records
+// the Usher that wrote it.
+func (v versionInfo) short() string {
+	if v.Commit == "" {
+		return v.Version
+	}
+	return v.Version + " " + v.Commit
+}
+
 // String is the one line `usher --version` prints.
 func (v versionInfo) String() string {
 	var b strings.Builder
