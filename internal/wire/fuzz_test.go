@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
 	"github.com/usher-iot/usher/internal/wire"
 )
@@ -42,22 +43,41 @@ func FuzzDecodeEnrollment(f *testing.F) {
 		if err := e.Validate(); err != nil {
 			return
 		}
-		out, err := json.Marshal(wire.FromEnrollment(e, wire.ShowKeys))
-		if err != nil {
-			t.Fatalf("render: %v", err)
-		}
-		var again wire.IndividualEnrollment
-		if err := wire.Decode(out, &again); err != nil {
-			t.Fatalf("re-decode of %s: %v", out, err)
-		}
-		e2 := again.ToEnrollment()
-		if err := e2.Validate(); err != nil {
-			t.Fatalf("rendered enrollment does not validate: %v\n%s", err, out)
-		}
-		if diff := cmp.Diff(e, e2, cmpopts.EquateEmpty()); diff != "" {
-			t.Fatalf("round trip changed the enrollment (-first +second):\n%s", diff)
-		}
+		roundTripEnrollment(t, e)
 	})
+}
+
+// roundTrip checks that a valid domain record d renders (with keys),
+// decodes back through the wire type W, validates, and equals d.
+func roundTrip[W, D any](t *testing.T, what string, d D, render func(D) any, back func(*W) D, validate func(*D) error) {
+	t.Helper()
+	out, err := json.Marshal(render(d))
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	var again W
+	if err := wire.Decode(out, &again); err != nil {
+		t.Fatalf("re-decode of %s: %v", out, err)
+	}
+	d2 := back(&again)
+	if err := validate(&d2); err != nil {
+		t.Fatalf("rendered %s does not validate: %v\n%s", what, err, out)
+	}
+	if diff := cmp.Diff(d, d2, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("round trip changed the %s (-first +second):\n%s", what, diff)
+	}
+}
+
+func roundTripEnrollment(t *testing.T, e dps.Enrollment) {
+	t.Helper()
+	roundTrip(t, "enrollment", e, func(e dps.Enrollment) any { return wire.FromEnrollment(e, wire.ShowKeys) },
+		(*wire.IndividualEnrollment).ToEnrollment, (*dps.Enrollment).Validate)
+}
+
+func roundTripGroup(t *testing.T, g dps.Group) {
+	t.Helper()
+	roundTrip(t, "group", g, func(g dps.Group) any { return wire.FromGroup(g, wire.ShowKeys) },
+		(*wire.EnrollmentGroup).ToGroup, (*dps.Group).Validate)
 }
 
 // FuzzDecodeHubBodies feeds arbitrary bodies to every decoder of the hub's

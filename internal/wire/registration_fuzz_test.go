@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/usher-iot/usher/internal/dps"
 	"github.com/usher-iot/usher/internal/fault"
@@ -136,21 +135,7 @@ func FuzzDecodeEnrollmentGroup(f *testing.F) {
 			}
 			return
 		}
-		out, err := json.Marshal(wire.FromGroup(g, wire.ShowKeys))
-		if err != nil {
-			t.Fatalf("render: %v", err)
-		}
-		var again wire.EnrollmentGroup
-		if err := wire.Decode(out, &again); err != nil {
-			t.Fatalf("re-decode of %s: %v", out, err)
-		}
-		g2 := again.ToGroup()
-		if err := g2.Validate(); err != nil {
-			t.Fatalf("rendered group does not validate: %v\n%s", err, out)
-		}
-		if diff := cmp.Diff(g, g2, cmpopts.EquateEmpty()); diff != "" {
-			t.Fatalf("round trip changed the group (-first +second):\n%s", diff)
-		}
+		roundTripGroup(t, g)
 	})
 }
 
@@ -198,18 +183,7 @@ func FuzzDecodeBulkEnrollments(f *testing.F) {
 					client(t, "bulk enrollment", err)
 					continue
 				}
-				out, _ := json.Marshal(wire.FromEnrollment(en, wire.ShowKeys))
-				var again wire.IndividualEnrollment
-				if err := wire.Decode(out, &again); err != nil {
-					t.Fatalf("re-decode of %s: %v", out, err)
-				}
-				en2 := again.ToEnrollment()
-				if err := en2.Validate(); err != nil {
-					t.Fatalf("rendered enrollment does not validate: %v\n%s", err, out)
-				}
-				if diff := cmp.Diff(en, en2, cmpopts.EquateEmpty()); diff != "" {
-					t.Fatalf("round trip changed a bulk enrollment (-first +second):\n%s", diff)
-				}
+				roundTripEnrollment(t, en)
 			}
 		}
 		var g wire.BulkEnrollmentGroupOperation
